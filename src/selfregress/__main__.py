@@ -1,0 +1,5 @@
+import sys
+
+from selfregress.cli import main
+
+sys.exit(main())

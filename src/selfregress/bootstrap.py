@@ -1,0 +1,186 @@
+"""The embedded testbed's base model: a locally trained tokenizer, a tiny Qwen2, and SFT.
+
+Reads: the synthetic ``pretrain`` pool (disjoint from the RL, eval and test sets).
+Writes: a ``bootstrap`` run with ``sft/loss`` per step and ``sft/pass_at_1`` per evaluation,
+the model as a LoggedModel, registered as ``selfregress-base`` with the alias ``base``.
+
+SFT stops at the first evaluation whose held-out pass@1 lands in the band [band_low,
+band_high], so that RL starts with room both to rise and to collapse.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from dataclasses import dataclass
+
+import torch
+
+from selfregress import metric_keys as K
+from selfregress.config import as_params, option
+from selfregress.errors import UserError
+
+
+@dataclass(frozen=True)
+class BootstrapConfig:
+    """How the base model is built. Every field is an MLproject parameter of `bootstrap`."""
+    seed: int = option(0, "seed for the tokenizer corpus order, the weights and the batches")
+    band_low: float = option(0.10, "lower bound of the target held-out pass@1 band")
+    band_high: float = option(0.35, "upper bound of the target held-out pass@1 band")
+    vocab_size: int = option(1024, "byte-level BPE vocabulary size")
+    hidden_size: int = option(128, "Qwen2 hidden size")
+    layers: int = option(4, "Qwen2 decoder layers")
+    heads: int = option(4, "attention heads")
+    kv_heads: int = option(2, "key/value heads (grouped-query attention)")
+    intermediate_size: int = option(384, "MLP width")
+    batch_size: int = option(32, "SFT sequences per step")
+    lr: float = option(2e-3, "AdamW learning rate (after a 20-step warm-up)")
+    max_steps: int = option(2000, "give up if the band is not reached after this many steps")
+    eval_every: int = option(50, "SFT steps between held-out evaluations")
+    eval_tasks: int = option(128, "held-out pretrain-pool tasks used for the band check")
+    eval_samples: int = option(2, "samples per task in the band check")
+    temperature: float = option(1.0, "sampling temperature of the band check (RL samples at this)")
+    max_new_tokens: int = option(96, "token limit of sampled programs")
+    register: bool = option(True, "register the result as selfregress-base@base")
+
+    def validate(self) -> None:
+        if not 0.0 <= self.band_low < self.band_high <= 1.0:
+            raise UserError(f"the band must satisfy 0 <= band_low < band_high <= 1, got "
+                            f"[{self.band_low}, {self.band_high}]: swap or fix the bounds")
+        for name in ("batch_size", "max_steps", "eval_every", "eval_tasks", "eval_samples",
+                     "vocab_size", "hidden_size", "layers", "heads", "kv_heads", "max_new_tokens"):
+            if getattr(self, name) < 1:
+                raise UserError(f"'{name}' must be at least 1, got {getattr(self, name)}")
+        if self.hidden_size % self.heads or self.heads % self.kv_heads:
+            raise UserError("hidden_size must divide by heads, and heads by kv_heads")
+        if self.seed < 0:
+            raise UserError(f"'seed' must be >= 0, got {self.seed}")
+
+
+def build_model(config: BootstrapConfig, tokenizer):
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    torch.manual_seed(config.seed)
+    return Qwen2ForCausalLM(Qwen2Config(
+        vocab_size=len(tokenizer), hidden_size=config.hidden_size,
+        num_hidden_layers=config.layers, num_attention_heads=config.heads,
+        num_key_value_heads=config.kv_heads, intermediate_size=config.intermediate_size,
+        max_position_embeddings=512, tie_word_embeddings=True,
+        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=None))
+
+
+def sft_examples(tokenizer, tasks) -> list[tuple[list[int], int]]:
+    """(token ids of prompt + solution + EOS, prompt length) per reference solution."""
+    from selfregress.policy import build_prompt
+
+    examples = []
+    for task in tasks:
+        prompt = build_prompt(tokenizer, task.prompt, task.starter_code)
+        prompt_ids = tokenizer(prompt)["input_ids"]
+        for solution in task.solutions:
+            ids = prompt_ids + tokenizer(solution)["input_ids"] + [tokenizer.eos_token_id]
+            examples.append((ids, len(prompt_ids)))
+    return examples
+
+
+def collate(examples, pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-padded ids (B, T) and labels (B, T): -100 on the prompt and padding."""
+    width = max(len(ids) for ids, _ in examples)
+    ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(examples), width), -100, dtype=torch.long)
+    for row, (seq, prompt_len) in enumerate(examples):
+        ids[row, :len(seq)] = torch.tensor(seq)
+        labels[row, prompt_len:len(seq)] = torch.tensor(seq[prompt_len:])
+    return ids, labels
+
+
+def train_base(config: BootstrapConfig, run, grader, log=print):
+    """SFT until the band; returns (policy, pass_at_1, steps). ``run`` is a tracking.Run."""
+    from selfregress.evaluation import evaluate
+    from selfregress.policy import Policy
+    from selfregress.tasks import synthetic_splits
+    from selfregress.tokenizer import train_tokenizer
+
+    torch.manual_seed(config.seed)
+    splits = synthetic_splits(seed=config.seed)
+    held_out = splits.pretrain[-config.eval_tasks:]
+    train_tasks = splits.pretrain[:-config.eval_tasks]
+    tokenizer = train_tokenizer((t.prompt + "\n" + s for t in train_tasks for s in t.solutions),
+                                vocab_size=config.vocab_size)
+    model = build_model(config, tokenizer)
+    policy = Policy(model=model, tokenizer=tokenizer, device=torch.device("cpu"))
+    examples = sft_examples(tokenizer, train_tasks)
+    n_params = sum(p.numel() for p in model.parameters())
+    log(f"bootstrap: {n_params / 1e6:.2f} M parameters, vocabulary {len(tokenizer)}, "
+        f"{len(examples)} SFT examples, band [{config.band_low}, {config.band_high}]")
+    run.log_params({"n_parameters": n_params, "sft_examples": len(examples)})
+
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, betas=(0.9, 0.95),
+                                  weight_decay=0.01)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / 20))
+    batches = torch.Generator().manual_seed(config.seed)
+    losses: list[float] = []
+    started = time.perf_counter()
+    for step in range(1, config.max_steps + 1):
+        model.train()
+        index = torch.randint(len(examples), (config.batch_size,), generator=batches)
+        ids, labels = collate([examples[i] for i in index.tolist()], tokenizer.pad_token_id)
+        loss = model(input_ids=ids, labels=labels).loss
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        schedule.step()
+        losses.append(loss.item())
+        if step % config.eval_every:
+            continue
+        model.eval()
+        result = evaluate(policy, held_out, grader, samples=config.eval_samples,
+                          temperature=config.temperature, max_new_tokens=config.max_new_tokens,
+                          seed=config.seed)
+        run.log_series(K.SFT_LOSS, losses[-config.eval_every:], start_step=step - config.eval_every + 1)
+        run.log_metrics({K.SFT_PASS_AT_1: result.pass_at_1}, step=step)
+        log(f"bootstrap: step {step}  loss {sum(losses[-config.eval_every:]) / config.eval_every:.3f}  "
+            f"pass@1 {result.pass_at_1:.3f}  ({time.perf_counter() - started:.0f}s)")
+        if config.band_low <= result.pass_at_1 <= config.band_high:
+            return policy, result.pass_at_1, step
+        if result.pass_at_1 > config.band_high:
+            raise UserError(f"SFT overshot the band: pass@1 {result.pass_at_1:.3f} > band_high "
+                            f"{config.band_high} at step {step}; lower eval_every or lr")
+    raise UserError(f"SFT did not reach pass@1 >= {config.band_low} in {config.max_steps} steps; "
+                    "raise max_steps or lr, or lower band_low")
+
+
+def bootstrap(config: BootstrapConfig, store, grader, log=print, attach_run_id: str | None = None) -> str:
+    """Build, log and (optionally) register the base model. Returns its ``models:/`` URI."""
+    from selfregress.tracking import BASE_ALIAS, BASE_MODEL_NAME
+
+    with store.run("bootstrap", "bootstrap", params=as_params(config),
+                   attach_run_id=attach_run_id) as run:
+        policy, pass_at_1, steps = train_base(config, run, grader, log)
+        with tempfile.TemporaryDirectory() as folder:
+            policy.save(folder)
+            model_id = run.log_checkpoint(folder, name="selfregress-base", step=steps,
+                                          tags={"pass_at_1": f"{pass_at_1:.4f}", "seed": config.seed})
+        run.log_metrics({K.PASS_AT_1: pass_at_1}, step=steps, model_id=model_id)
+        if not config.register:
+            return f"models:/{model_id}"
+        version = store.register(model_id, BASE_MODEL_NAME, BASE_ALIAS,
+                                 tags={"pass_at_1": f"{pass_at_1:.4f}", "seed": config.seed,
+                                       "source_run_id": run.run_id})
+        log(f"bootstrap: registered {BASE_MODEL_NAME} version {version} as @{BASE_ALIAS} "
+            f"(pass@1 {pass_at_1:.3f} after {steps} steps)")
+        return f"models:/{BASE_MODEL_NAME}@{BASE_ALIAS}"
+
+
+def ensure_base_model(store, grader, log=print) -> str:
+    """The registered base model, built first (with a message) if the store has none."""
+    from selfregress.tracking import BASE_ALIAS, BASE_MODEL_NAME
+
+    uri = store.registered_uri(BASE_MODEL_NAME, BASE_ALIAS)
+    if uri is None:
+        log(f"{BASE_MODEL_NAME}@{BASE_ALIAS} is not in the registry yet: building it first "
+            "(about 3 minutes; later runs reuse it)")
+        uri = bootstrap(BootstrapConfig(), store, grader, log)
+    return uri

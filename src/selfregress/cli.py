@@ -1,0 +1,154 @@
+"""``python -m selfregress <entry point> --key value ...``: thin CLIs over the library.
+
+Each entry point of the MLproject calls one subcommand here; every parameter is a field of
+that subcommand's frozen config dataclass, parsed once. A user error prints one line
+(``error: ...``) and exits 2, with no traceback, after the run has been closed as FAILED.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from dataclasses import dataclass
+from typing import Callable
+
+from selfregress.bootstrap import BootstrapConfig
+from selfregress.config import add_arguments, as_params, from_args, option
+from selfregress.errors import UserError
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    """Held-out pass@1 of a model. Every field is an MLproject parameter of `evaluate`."""
+    model: str = option("base", "local folder, hub id, models:/ URI, or 'base' (the registry base model)")
+    tasks: str = option("synthetic", "task source: synthetic (its eval split), jsonl:PATH, apps:PATH, ...")
+    split: str = option("eval", "split of the synthetic source", ("pretrain", "rl", "eval", "test"))
+    eval_tasks: int = option(256, "number of tasks evaluated (the first N of the source)")
+    eval_samples: int = option(4, "samples per task")
+    temperature: float = option(1.0, "sampling temperature")
+    top_p: float = option(1.0, "nucleus sampling threshold")
+    max_new_tokens: int = option(96, "token limit of a sampled program")
+    seed: int = option(0, "sampling seed")
+    workers: int = option(2, "grader processes")
+
+    def validate(self) -> None:
+        for name in ("eval_tasks", "eval_samples", "max_new_tokens", "workers"):
+            if getattr(self, name) < 1:
+                raise UserError(f"'{name}' must be at least 1, got {getattr(self, name)}")
+        if self.temperature <= 0:
+            raise UserError(f"'temperature' must be > 0, got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise UserError(f"'top_p' must be in (0, 1], got {self.top_p}")
+        if self.seed < 0:
+            raise UserError(f"'seed' must be >= 0, got {self.seed}")
+
+
+def _log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _entry_run_id() -> str | None:
+    """The run that `mlflow run` created for this entry point, to attach to."""
+    return os.environ.get("MLFLOW_RUN_ID")
+
+
+def cmd_bootstrap(args: argparse.Namespace) -> None:
+    config = from_args(BootstrapConfig, args)
+    from grader import Grader
+    from selfregress.bootstrap import bootstrap
+    from selfregress.tracking import connect
+
+    store = connect(args.experiment)
+    with Grader(workers=2) as grader:
+        uri = bootstrap(config, store, grader, _log, attach_run_id=_entry_run_id())
+    print(uri)
+    _log(f"runs: {store.ui_link()}")
+
+
+def resolve_tasks(source: str, split: str, limit: int | None = None):
+    from selfregress.tasks import load_tasks, synthetic_splits
+
+    if source == "synthetic":
+        tasks = getattr(synthetic_splits(seed=0), split)
+    else:
+        tasks = load_tasks(source)
+    if not tasks:
+        raise UserError(f"task source {source!r} holds no tasks")
+    return tasks[:limit] if limit else tasks
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    config = from_args(EvaluateConfig, args)
+    from grader import Grader
+    from selfregress.bootstrap import ensure_base_model
+    from selfregress.evaluation import evaluate
+    from selfregress.policy import load_policy
+    from selfregress.tracking import connect
+
+    tasks = resolve_tasks(config.tasks, config.split, config.eval_tasks)
+    store = connect(args.experiment)
+    with Grader(workers=config.workers) as grader:
+        model = ensure_base_model(store, grader, _log) if config.model == "base" else config.model
+        policy = load_policy(model)
+        with store.run("evaluate", "evaluate", params=as_params(config), tags={"model": model},
+                       attach_run_id=_entry_run_id()) as run:
+            result = evaluate(policy, tasks, grader, samples=config.eval_samples,
+                              temperature=config.temperature, top_p=config.top_p,
+                              max_new_tokens=config.max_new_tokens, seed=config.seed)
+            run.log_metrics(result.metrics(), step=0)
+    for key, value in result.metrics().items():
+        print(f"{key}: {value:.4f}" if isinstance(value, float) and key.startswith("pass") else f"{key}: {value:g}")
+    _log(f"runs: {store.ui_link()}")
+
+
+COMMANDS: dict[str, tuple[Callable, type, str]] = {
+    "bootstrap": (cmd_bootstrap, BootstrapConfig, "build and register the embedded base model"),
+    "evaluate": (cmd_evaluate, EvaluateConfig, "held-out pass@1 (and pass@k) of a model"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="selfregress", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, (_, cls, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.add_argument("--experiment", default="selfregress", help="MLflow experiment name")
+        p.add_argument("--threads", type=int, default=1,
+                       help="torch threads per process (1 is fastest for the tiny model)")
+        add_arguments(p, cls)
+    return parser
+
+
+def user_errors() -> tuple[type[BaseException], ...]:
+    """Exceptions whose message is for the user: printed as one line, exit code 2."""
+    errors: list[type[BaseException]] = [UserError]
+    for module, name in (("selfregress.tasks", "TaskError"), ("selfregress.policy", "PolicyError")):
+        try:
+            errors.append(getattr(__import__(module, fromlist=[name]), name))
+        except (ImportError, AttributeError):
+            pass
+    return tuple(errors)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from selfregress.tracking import Terminated, install_sigterm_handler
+
+    install_sigterm_handler()
+    import torch
+    torch.set_num_threads(args.threads)
+    try:
+        COMMANDS[args.command][0](args)
+    except user_errors() as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except (KeyboardInterrupt, Terminated):
+        print("interrupted: the run was closed as KILLED; everything logged so far is kept",
+              file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

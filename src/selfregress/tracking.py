@@ -1,0 +1,209 @@
+"""MLflow, the system of record. The only module that imports mlflow.
+
+Everything else hands this module plain ``dict[str, float]`` metrics and local folders.
+Runs are driven through ``MlflowClient`` with explicit run ids rather than the fluent
+"active run" state, so that a bootstrap started from inside another entry point gets a
+run of its own, and so that a chain and its campaign runs can be written side by side.
+
+Reads: the tracking store named by ``MLFLOW_TRACKING_URI`` (default ``sqlite:///mlflow.db``).
+Writes: runs, metrics, LoggedModel checkpoints, registered model versions and aliases.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Mapping
+
+import mlflow
+from mlflow import MlflowClient
+from mlflow.entities import LoggedModelOutput, Metric, Param, RunTag
+from mlflow.exceptions import MlflowException
+
+from selfregress.errors import UserError
+
+DEFAULT_URI = "sqlite:///mlflow.db"
+DEFAULT_EXPERIMENT = "selfregress"
+BASE_MODEL_NAME = "selfregress-base"
+BASE_ALIAS = "base"
+KIND_TAG = "selfregress.kind"
+
+# MLflow caps a log_batch call at 1000 metrics / 100 params / 100 tags.
+_MAX_METRICS, _MAX_PARAMS = 1000, 100
+
+
+class Terminated(BaseException):
+    """Raised in the main thread on SIGTERM, so that the run ends as KILLED and not RUNNING."""
+
+
+def install_sigterm_handler() -> None:
+    def _raise(signum, frame):  # noqa: ARG001 - signal handler signature
+        raise Terminated(f"received signal {signum}")
+
+    signal.signal(signal.SIGTERM, _raise)
+
+
+def tracking_uri() -> str:
+    return mlflow.get_tracking_uri() if os.environ.get("MLFLOW_TRACKING_URI") else DEFAULT_URI
+
+
+def connect(experiment: str = DEFAULT_EXPERIMENT) -> "Store":
+    """Open the tracking store and the experiment, creating both if needed."""
+    uri = tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    client = MlflowClient(uri, registry_uri=uri)
+    try:
+        exp = client.get_experiment_by_name(experiment)
+        if exp is None:
+            experiment_id = client.create_experiment(
+                experiment, tags={"mlflow.experimentKind": "custom_model_development"}
+            )
+        else:
+            experiment_id = exp.experiment_id
+    except MlflowException as e:
+        raise UserError(f"cannot reach the MLflow tracking store at {uri}: {_first_line(e)}. "
+                        "Start the server or set MLFLOW_TRACKING_URI to a reachable store.") from None
+    except Exception as e:  # connection errors surface as requests/urllib3 exceptions
+        raise UserError(f"cannot reach the MLflow tracking store at {uri}: {_first_line(e)}. "
+                        "Start the server or set MLFLOW_TRACKING_URI to a reachable store.") from None
+    return Store(client=client, uri=uri, experiment_id=experiment_id)
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return text[0][:300] if text else type(e).__name__
+
+
+@dataclass
+class Store:
+    client: MlflowClient
+    uri: str
+    experiment_id: str
+
+    def ui_link(self, base: str = "http://127.0.0.1:5000") -> str:
+        """The runs table and charts (the 3.17 UI opens an experiment on its GenAI page otherwise)."""
+        if self.uri.startswith("http"):
+            base = self.uri.rstrip("/")
+        return f"{base}/#/experiments/{self.experiment_id}/runs?workflowType=machine_learning"
+
+    @contextlib.contextmanager
+    def run(self, name: str, kind: str, *, tags: Mapping[str, str] | None = None,
+            params: Mapping[str, object] | None = None, parent: "Run | None" = None,
+            attach_run_id: str | None = None) -> Iterator["Run"]:
+        """Start (or attach to) a run; end it FINISHED, FAILED or KILLED, never left RUNNING.
+
+        ``attach_run_id`` is the run that ``mlflow run`` created (its MLFLOW_RUN_ID).
+        """
+        all_tags = {KIND_TAG: kind, **(tags or {})}
+        if parent is not None:
+            all_tags["mlflow.parentRunId"] = parent.run_id
+        if attach_run_id:
+            run_id = attach_run_id
+            self.client.update_run(run_id, status="RUNNING", name=None)
+        else:
+            run_id = self.client.create_run(self.experiment_id, run_name=name,
+                                            tags={"mlflow.runName": name, **all_tags}).info.run_id
+        run = Run(self, run_id)
+        if attach_run_id:
+            run.set_tags(all_tags)
+        if params:
+            run.log_params(params)
+        try:
+            yield run
+        except (KeyboardInterrupt, Terminated):
+            self._end(run_id, "KILLED")
+            raise
+        except BaseException:
+            self._end(run_id, "FAILED")
+            raise
+        self._end(run_id, "FINISHED")
+
+    def _end(self, run_id: str, status: str) -> None:
+        # Never let a failure to close the run hide the original error.
+        with contextlib.suppress(Exception):
+            self.client.set_terminated(run_id, status=status)
+
+    # ---- registry -------------------------------------------------------------------------
+    def registered_uri(self, name: str, alias: str) -> str | None:
+        """``models:/name@alias`` if that alias exists, else None."""
+        try:
+            self.client.get_model_version_by_alias(name, alias)
+        except MlflowException:
+            return None
+        return f"models:/{name}@{alias}"
+
+    def register(self, model_id: str, name: str, alias: str,
+                 tags: Mapping[str, object] | None = None) -> str:
+        """Register a LoggedModel as a new version of ``name`` and point ``alias`` at it."""
+        with contextlib.suppress(MlflowException):
+            self.client.create_registered_model(name)
+        version = self.client.create_model_version(
+            name, source=f"models:/{model_id}", model_id=model_id,
+            tags={k: str(v) for k, v in (tags or {}).items()})
+        self.client.set_registered_model_alias(name, alias, version.version)
+        return version.version
+
+
+@dataclass
+class Run:
+    store: Store
+    run_id: str
+
+    @property
+    def client(self) -> MlflowClient:
+        return self.store.client
+
+    def log_params(self, params: Mapping[str, object]) -> None:
+        items = [Param(k, str(v)) for k, v in params.items()]
+        for i in range(0, len(items), _MAX_PARAMS):
+            self.client.log_batch(self.run_id, params=items[i:i + _MAX_PARAMS])
+
+    def set_tags(self, tags: Mapping[str, object]) -> None:
+        items = [RunTag(k, str(v)) for k, v in tags.items()]
+        for i in range(0, len(items), _MAX_PARAMS):
+            self.client.log_batch(self.run_id, tags=items[i:i + _MAX_PARAMS])
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int, model_id: str | None = None) -> None:
+        """One round trip for all of a step's metrics."""
+        now = int(time.time() * 1000)
+        items = [Metric(k, float(v), now, step, model_id=model_id) for k, v in metrics.items()]
+        for i in range(0, len(items), _MAX_METRICS):
+            self.client.log_batch(self.run_id, metrics=items[i:i + _MAX_METRICS])
+
+    def log_series(self, key: str, values: list[float], start_step: int = 0) -> None:
+        """A whole curve in as few round trips as possible (e.g. the SFT loss)."""
+        now = int(time.time() * 1000)
+        items = [Metric(key, float(v), now, start_step + i) for i, v in enumerate(values)]
+        for i in range(0, len(items), _MAX_METRICS):
+            self.client.log_batch(self.run_id, metrics=items[i:i + _MAX_METRICS])
+
+    def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
+        self.client.log_artifact(self.run_id, str(path), artifact_path)
+
+    def log_checkpoint(self, folder: str | Path, name: str, step: int,
+                       tags: Mapping[str, object] | None = None) -> str:
+        """Log a ``save_pretrained`` folder as an MLflow 3 LoggedModel linked to ``step``.
+
+        ``mlflow.transformers.log_model`` is broken with transformers 5.x, and a raw folder
+        is all that ``load_policy`` needs. Returns the model id (``models:/<id>`` loads it).
+        """
+        model = self.client.create_logged_model(
+            experiment_id=self.store.experiment_id, name=name, source_run_id=self.run_id,
+            tags={k: str(v) for k, v in (tags or {}).items()}, model_type="hf-causal-lm")
+        self.client.log_model_artifacts(model.model_id, str(folder))
+        self.client.finalize_logged_model(model.model_id, "READY")
+        self.client.log_outputs(self.run_id, [LoggedModelOutput(model.model_id, step)])
+        return model.model_id
+
+
+def download_model(uri: str) -> str:
+    """A local folder holding the model behind a ``models:/...`` URI (id, name/version or @alias)."""
+    mlflow.set_tracking_uri(tracking_uri())
+    try:
+        return mlflow.artifacts.download_artifacts(artifact_uri=uri)
+    except MlflowException as e:
+        raise UserError(f"cannot load {uri} from the MLflow store {tracking_uri()}: {_first_line(e)}") from None
