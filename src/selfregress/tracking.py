@@ -48,7 +48,8 @@ def install_sigterm_handler() -> None:
 
 
 def tracking_uri() -> str:
-    return mlflow.get_tracking_uri() if os.environ.get("MLFLOW_TRACKING_URI") else DEFAULT_URI
+    """MLflow's own convention: MLFLOW_TRACKING_URI (set by `mlflow run` too), else sqlite."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
 
 
 def connect(experiment: str = DEFAULT_EXPERIMENT) -> "Store":
@@ -75,7 +76,7 @@ def connect(experiment: str = DEFAULT_EXPERIMENT) -> "Store":
 
 def _first_line(e: BaseException) -> str:
     text = str(e).strip().splitlines()
-    return text[0][:300] if text else type(e).__name__
+    return text[0][:200] if text else type(e).__name__
 
 
 @dataclass
@@ -145,7 +146,7 @@ class Store:
             name, source=f"models:/{model_id}", model_id=model_id,
             tags={k: str(v) for k, v in (tags or {}).items()})
         self.client.set_registered_model_alias(name, alias, version.version)
-        return version.version
+        return str(version.version)
 
 
 @dataclass
