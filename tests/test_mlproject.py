@@ -29,7 +29,8 @@ def _distinct_value(param):
     """A value unlike the default, of the right type, that passes validation."""
     special = {"band_low": "0.11", "band_high": "0.33", "register": "false", "model": "some/model",
                "tasks": "jsonl:tasks.jsonl", "split": "test", "top_p": "0.9", "temperature": "0.7",
-               "lr": "0.0007", "hidden_size": "96", "heads": "6", "kv_heads": "3"}
+               "lr": "0.0007", "hidden_size": "96", "heads": "6", "kv_heads": "3",
+               "condition": "kl", "baseline": "mean", "checkpoints": "peaks", "resume": "abc123"}
     if param.name in special:
         return special[param.name]
     return {"int": "7", "float": "0.25"}.get(param.type, "x7")
@@ -41,6 +42,7 @@ def test_every_parameter_reaches_the_config(name, tmp_path):
     values = {p: _distinct_value(spec) for p, spec in entry.parameters.items()}
     argv = shlex.split(entry.compute_command(values, str(tmp_path)))
     assert argv[:3] == ["python", "-m", "selfregress"]
+    values.pop("params_file", None)  # a file path: it reaches the parser, checked below
     args = build_parser().parse_args(argv[3:])
     config = from_args(COMMANDS[argv[3]][1], args)
     for param, raw in values.items():
@@ -59,3 +61,17 @@ def test_grade_parameters_reach_the_grader_cli(tmp_path):
     args = grader_cli.build_parser().parse_args(argv[3:])
     assert (args.tasks, args.programs, args.out, int(args.workers)) == (
         values["tasks"], values["programs"], "v7.jsonl", 7)
+
+
+def test_params_file_reaches_main_and_explicit_options_win(tmp_path):
+    import json
+
+    entry = PROJECT.get_entry_point("main")
+    path = tmp_path / "best.json"
+    path.write_text(json.dumps({"es_slack": 5, "care_gate": 0.7, "condition": "es"}))
+    argv = shlex.split(entry.compute_command({"params_file": str(path), "care_gate": "0.6"}, str(tmp_path)))
+    args = build_parser().parse_args(argv[3:])
+    assert args.params_file == str(path)
+    config = from_args(COMMANDS["main"][1], args, params_file=args.params_file)
+    # the file beats MLproject defaults; an explicitly changed option beats the file
+    assert (config.condition, config.es_slack, config.care_gate) == ("es", 5, 0.6)

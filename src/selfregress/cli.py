@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from selfregress.bootstrap import BootstrapConfig
+from selfregress.chain import ChainConfig
 from selfregress.config import add_arguments, as_params, from_args, option
 from selfregress.errors import UserError
 
@@ -102,7 +103,24 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     _log(f"runs: {store.ui_link()}")
 
 
+def cmd_main(args: argparse.Namespace) -> None:
+    from selfregress.chain import ChainConfig, run_chain
+
+    config = from_args(ChainConfig, args, params_file=args.params_file or None)
+    from grader import Grader
+    from selfregress.bootstrap import ensure_base_model
+    from selfregress.tracking import connect
+
+    store = connect(args.experiment)
+    with Grader(workers=config.workers) as grader:
+        base = ensure_base_model(store, grader, _log) if config.model == "base" else config.model
+        chain_id = run_chain(config, store, grader, base, _log, attach_run_id=_entry_run_id())
+    print(f"chain_id: {chain_id}")
+    _log(f"runs: {store.ui_link()}")
+
+
 COMMANDS: dict[str, tuple[Callable, type, str]] = {
+    "main": (cmd_main, ChainConfig, "one chain of campaigns (the paper's protocol)"),
     "bootstrap": (cmd_bootstrap, BootstrapConfig, "build and register the embedded base model"),
     "evaluate": (cmd_evaluate, EvaluateConfig, "held-out pass@1 (and pass@k) of a model"),
 }
@@ -116,6 +134,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--experiment", default="selfregress", help="MLflow experiment name")
         p.add_argument("--threads", type=int, default=1,
                        help="torch threads per process (1 is fastest for the tiny model)")
+        if name == "main":
+            p.add_argument("--params_file", "--params-file", default="",
+                           help="JSON of parameters (e.g. written by `tune`); explicit options win")
         add_arguments(p, cls)
     return parser
 

@@ -88,12 +88,20 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
 
 
 def from_args(cls: type[C], args: argparse.Namespace, params_file: str | None = None) -> C:
-    """Parse CLI options, on top of an optional JSON params file (e.g. written by ``tune``)."""
-    names = {f.name for f in dataclasses.fields(cls)}
-    values: dict[str, Any] = {}
-    if params_file:
-        values.update(read_params_file(params_file))
-    values.update({k: v for k, v in vars(args).items() if k in names})
+    """Parse CLI options, on top of an optional JSON params file (e.g. written by ``tune``).
+
+    An MLproject command passes every parameter, defaults included, so an option overrides the
+    file only when its value differs from the field's default.
+    """
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    options = {k: v for k, v in vars(args).items() if k in fields}
+    if not params_file:
+        return parse(cls, options)
+    values: dict[str, Any] = dict(read_params_file(params_file))
+    for key, raw in options.items():
+        if key not in values or _coerce(cls.__name__, key, hints[key], raw) != fields[key].default:
+            values[key] = raw
     return parse(cls, values)
 
 

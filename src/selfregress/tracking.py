@@ -74,6 +74,17 @@ def connect(experiment: str = DEFAULT_EXPERIMENT) -> "Store":
     return Store(client=client, uri=uri, experiment_id=experiment_id)
 
 
+def same_param(logged: str, value: object) -> bool:
+    """Whether a logged param string and a resolved value agree ("1e-5" == 1e-05)."""
+    text = str(value)
+    if logged == text:
+        return True
+    try:
+        return float(logged) == float(text)
+    except ValueError:
+        return logged.lower() == text.lower()
+
+
 def _first_line(e: BaseException) -> str:
     text = str(e).strip().splitlines()
     return text[0][:200] if text else type(e).__name__
@@ -111,6 +122,10 @@ class Store:
         run = Run(self, run_id)
         if attach_run_id:
             run.set_tags(all_tags)
+            # `mlflow run` already logged the MLproject parameters, in the user's spelling
+            # ("1e-5" vs "1e-05"); MLflow refuses to change a logged param, so skip those keys.
+            logged = self.client.get_run(run_id).data.params
+            params = {k: v for k, v in (params or {}).items() if k not in logged}
         if params:
             run.log_params(params)
         try:
@@ -127,6 +142,56 @@ class Store:
         # Never let a failure to close the run hide the original error.
         with contextlib.suppress(Exception):
             self.client.set_terminated(run_id, status=status)
+
+    # ---- reading back: controllers and resume rebuild their state from here ---------------
+    def find_runs(self, filter_string: str, order_by: list[str] | None = None) -> list:
+        """Every matching run of the experiment (all pages), newest first by default."""
+        runs, token = [], None
+        while True:
+            page = self.client.search_runs([self.experiment_id], filter_string=filter_string,
+                                           order_by=order_by or ["attributes.start_time DESC"],
+                                           max_results=1000, page_token=token)
+            runs.extend(page)
+            token = page.token
+            if not token:
+                return runs
+
+    def get_run(self, run_id: str):
+        return self.client.get_run(run_id)
+
+    def metric_history(self, run_id: str, key: str) -> dict[int, float]:
+        """step -> value (the last value logged at a step wins)."""
+        return {m.step: m.value for m in sorted(self.client.get_metric_history(run_id, key),
+                                                key=lambda m: (m.step, m.timestamp))}
+
+    def checkpoints(self, run_id: str) -> dict[int, str]:
+        """step -> LoggedModel id, from the run's model outputs."""
+        outputs = self.client.get_run(run_id).outputs
+        return {o.step: o.model_id for o in (outputs.model_outputs if outputs else [])}
+
+    def model_id(self, uri: str) -> str | None:
+        """The LoggedModel id behind ``models:/<id>`` or ``models:/name@alias``; None for paths."""
+        if not uri.startswith("models:/"):
+            return None
+        ref = uri[len("models:/"):]
+        if "@" in ref:
+            name, alias = ref.split("@", 1)
+            return self.client.get_model_version_by_alias(name, alias).model_id
+        if "/" in ref:
+            name, version = ref.split("/", 1)
+            return self.client.get_model_version(name, version).model_id
+        return ref
+
+    def link_checkpoint(self, run_id: str, model_id: str, step: int) -> None:
+        """Link an existing LoggedModel to a step of a run, without uploading it again."""
+        self.client.log_outputs(run_id, [LoggedModelOutput(model_id, step)])
+
+    def reopen(self, run_id: str) -> "Run":
+        self.client.update_run(run_id, status="RUNNING")
+        return Run(self, run_id)
+
+    def close(self, run_id: str, status: str) -> None:
+        self._end(run_id, status)
 
     # ---- registry -------------------------------------------------------------------------
     def registered_uri(self, name: str, alias: str) -> str | None:
@@ -175,10 +240,11 @@ class Run:
         for i in range(0, len(items), _MAX_METRICS):
             self.client.log_batch(self.run_id, metrics=items[i:i + _MAX_METRICS])
 
-    def log_series(self, key: str, values: list[float], start_step: int = 0) -> None:
-        """A whole curve in as few round trips as possible (e.g. the SFT loss)."""
+    def log_series(self, key: str, values: Mapping[int, float] | list[float], start_step: int = 0) -> None:
+        """A whole curve (a list from ``start_step``, or step -> value) in as few round trips as possible."""
         now = int(time.time() * 1000)
-        items = [Metric(key, float(v), now, start_step + i) for i, v in enumerate(values)]
+        points = values.items() if isinstance(values, Mapping) else enumerate(values, start=start_step)
+        items = [Metric(key, float(v), now, step) for step, v in points]
         for i in range(0, len(items), _MAX_METRICS):
             self.client.log_batch(self.run_id, metrics=items[i:i + _MAX_METRICS])
 
@@ -197,7 +263,7 @@ class Run:
             tags={k: str(v) for k, v in (tags or {}).items()}, model_type="hf-causal-lm")
         self.client.log_model_artifacts(model.model_id, str(folder))
         self.client.finalize_logged_model(model.model_id, "READY")
-        self.client.log_outputs(self.run_id, [LoggedModelOutput(model.model_id, step)])
+        self.store.link_checkpoint(self.run_id, model.model_id, step)
         return model.model_id
 
 
