@@ -68,7 +68,7 @@ def diagonal_fisher(policy, samples) -> list[torch.Tensor]:
     params = [p for p in policy.model.parameters() if p.requires_grad]
     fisher = [torch.zeros_like(p) for p in params]
     for row in range(samples.completion_ids.shape[0]):
-        one = samples.select(row)
+        one = samples.select([row])
         logprobs, _ = completion_logprobs(policy.model, one)
         grads = torch.autograd.grad((logprobs * one.completion_mask).sum(), params, allow_unused=True)
         for f, g in zip(fisher, grads):
