@@ -110,8 +110,9 @@ def train_step(policy, ref_model, optimizer, update: Update, tasks: Sequence, gr
                seed: int, times: StepTimes) -> dict[str, float]:
     """Sample -> grade -> advantages -> loss -> optimizer step. Returns the train/* metrics."""
     # 1-2. Generate G samples for each prompt of the batch.
+    # The model stays in eval mode throughout: dropout off for sampling and the loss alike,
+    # so the loss differentiates the same distribution that was sampled.
     t0 = time.perf_counter()
-    policy.model.eval()
     prompts = [build_prompt(policy.tokenizer, t.prompt, t.starter_code) for t in tasks]
     samples = sample(policy, prompts, n=group_size, temperature=temperature, top_p=top_p,
                      max_new_tokens=max_new_tokens, seed=seed)
@@ -127,7 +128,6 @@ def train_step(policy, ref_model, optimizer, update: Update, tasks: Sequence, gr
     advantages = update.advantages_for(rewards, group_size)                    # (B,)
 
     # 5. Loss: policy gradient + the condition's penalty.
-    policy.model.train()
     logprobs, entropy = completion_logprobs(policy.model, samples)             # (B, T) each
     with torch.no_grad():
         ref_logprobs, _ = completion_logprobs(ref_model, samples)              # (B, T)
@@ -140,7 +140,6 @@ def train_step(policy, ref_model, optimizer, update: Update, tasks: Sequence, gr
     loss.backward()
     grad_norm = torch.nn.utils.clip_grad_norm_(policy.model.parameters(), 1.0)
     optimizer.step()
-    policy.model.eval()
     t3 = time.perf_counter()
     times.sampling += t1 - t0
     times.grading += t2 - t1
@@ -185,7 +184,6 @@ def frozen_copy(model):
 def evaluate_step(policy, eval_tasks, grader, *, samples: int, temperature: float, top_p: float,
                   max_new_tokens: int, seed: int, times: StepTimes) -> dict[str, float]:
     t0 = time.perf_counter()
-    policy.model.eval()
     result = evaluate(policy, eval_tasks, grader, samples=samples, temperature=temperature,
                       top_p=top_p, max_new_tokens=max_new_tokens, seed=seed)
     times.evaluation += time.perf_counter() - t0

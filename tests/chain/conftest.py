@@ -1,0 +1,64 @@
+"""A tiny SFT'd base model, built once per test session through the real bootstrap code.
+
+RL tests need a policy that sometimes passes: with a random model every reward is 0 and a
+REINFORCE gradient is exactly 0, so no "the parameters changed" check could fail or pass
+honestly. The band here is low (the real default is 10-35%) to keep the suite fast.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from selfregress.bootstrap import BootstrapConfig
+
+TINY_BASE = BootstrapConfig(seed=0, band_low=0.05, band_high=1.0, vocab_size=512, hidden_size=64,
+                            layers=2, heads=4, kv_heads=2, intermediate_size=192, batch_size=32,
+                            lr=3e-3, max_steps=1500, eval_every=100, eval_tasks=48, eval_samples=2,
+                            max_new_tokens=64, register=False)
+
+# Small enough to run a whole chain in seconds; every condition draws batch_size x group_size.
+TINY_CHAIN = dict(campaigns=2, steps=2, batch_size=4, group_size=2, eval_tasks=12, eval_samples=2,
+                  max_new_tokens=64, lr=1e-3, workers=2, fisher_samples=4)
+
+
+@pytest.fixture(scope="session")
+def tiny_base(tmp_path_factory) -> str:
+    """A save_pretrained folder of a tiny Qwen2 whose held-out pass@1 is at least 5%."""
+    import torch
+
+    from grader import Grader
+    from selfregress.bootstrap import train_base
+    from selfregress.tracking import connect
+
+    folder = tmp_path_factory.mktemp("tiny_base")
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    previous = os.environ.get("MLFLOW_TRACKING_URI")
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{folder}/bootstrap.db"
+    try:
+        torch.set_num_threads(1)
+        store = connect("bootstrap")
+        with store.run("bootstrap", "bootstrap") as run, Grader(workers=2) as grader:
+            policy, pass_at_1, steps = train_base(TINY_BASE, run, grader, log=lambda m: None)
+        policy.save(folder / "model")
+    finally:
+        if previous is None:
+            os.environ.pop("MLFLOW_TRACKING_URI")
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = previous
+    assert pass_at_1 >= TINY_BASE.band_low
+    return str(folder / "model")
+
+
+def cli(*args: str, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run ``python -m selfregress ...`` as a user would."""
+    return subprocess.run([sys.executable, "-m", "selfregress", *args], capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, **(env or {})})
+
+
+def as_options(values: dict) -> list[str]:
+    return [item for k, v in values.items() for item in (f"--{k}", str(v))]

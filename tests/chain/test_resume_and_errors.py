@@ -1,0 +1,108 @@
+"""Killing a chain (SIGKILL, SIGTERM) and resuming it; bad input through the real CLI."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from selfregress import metric_keys as K
+from selfregress.chain import campaign_records
+
+from .conftest import TINY_CHAIN, as_options, cli
+
+CHAIN = {**TINY_CHAIN, "steps": 3, "seed": 4}
+
+
+def start_chain(model: str, uri: str, **extra) -> subprocess.Popen:
+    args = as_options({**CHAIN, "model": model, **extra})
+    return subprocess.Popen([sys.executable, "-m", "selfregress", "main", *args],
+                            env={**os.environ, "MLFLOW_TRACKING_URI": uri},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for(predicate, timeout: float = 240.0) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return
+        time.sleep(0.3)
+    raise AssertionError("timed out")
+
+
+def chain_run(store):
+    runs = store.find_runs("tags.`selfregress.kind` = 'chain'")
+    assert len(runs) == 1
+    return runs[0]
+
+
+def campaign_one_started(store) -> bool:
+    runs = store.find_runs("tags.`selfregress.kind` = 'campaign' and tags.campaign = '1'")
+    return bool(runs) and len(store.metric_history(runs[0].info.run_id, K.PASS_AT_1)) >= 2
+
+
+def test_sigkill_mid_campaign_then_resume_equals_uninterrupted(tmp_path, mlflow_store, tiny_base):
+    uri = os.environ["MLFLOW_TRACKING_URI"]
+    proc = start_chain(tiny_base, uri)
+    try:
+        wait_for(lambda: campaign_one_started(mlflow_store))
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    chain_id = chain_run(mlflow_store).data.tags["chain_id"]
+    assert len(campaign_records(mlflow_store, chain_id)) == 1       # campaign 1 did not finish
+
+    resumed = cli("main", *as_options({**CHAIN, "model": tiny_base, "resume": "true"}))
+    assert resumed.returncode == 0, resumed.stderr
+    run = chain_run(mlflow_store)
+    assert run.info.status == "FINISHED"
+    records = campaign_records(mlflow_store, chain_id)
+    assert [r.index for r in records] == [0, 1]
+    killed = mlflow_store.find_runs("tags.`selfregress.superseded` = 'true'")
+    assert len(killed) == 1 and killed[0].info.status == "KILLED"
+    steps = [m.step for m in mlflow_store.client.get_metric_history(run.info.run_id, K.PASS_AT_1)]
+    assert sorted(steps) == list(range(8))                            # no step logged twice
+
+    # the same chain, uninterrupted, in another store
+    other = f"sqlite:///{tmp_path}/other.db"
+    straight = cli("main", *as_options({**CHAIN, "model": tiny_base}), env={"MLFLOW_TRACKING_URI": other})
+    assert straight.returncode == 0, straight.stderr
+    os.environ["MLFLOW_TRACKING_URI"] = other
+    from selfregress.tracking import connect
+    other_store = connect("selfregress")
+    other_records = campaign_records(other_store, chain_run(other_store).data.tags["chain_id"])
+    assert [r.pass_at_1 for r in records] == [r.pass_at_1 for r in other_records]
+    for key in (K.CHAIN_END, K.CHAIN_PEAK, K.CHAIN_GAP):
+        assert run.data.metrics[key] == chain_run(other_store).data.metrics[key]
+
+
+def test_sigterm_ends_the_run_killed(mlflow_store, tiny_base):
+    proc = start_chain(tiny_base, os.environ["MLFLOW_TRACKING_URI"])
+    wait_for(lambda: bool(mlflow_store.find_runs("tags.`selfregress.kind` = 'campaign'")))
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode != 0 and "Traceback" not in stderr
+    assert chain_run(mlflow_store).info.status == "KILLED"
+    assert all(r.info.status == "KILLED" for r in mlflow_store.find_runs("tags.`selfregress.kind` = 'campaign'"))
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"condition": "bogus"}, "'condition' must be one of"),
+    ({"seed": "-1"}, "'seed' must be >= 0"),
+    ({"steps": "0"}, "'steps' must be at least 1"),
+    ({"condition": "grpo", "group_size": "1"}, "group_size >= 2"),
+    ({"eval_samples": "0"}, "'eval_samples' must be at least 1"),
+    ({"model": "/nonexistent/model"}, "does not exist"),
+    ({"resume": "true", "seed": "77"}, "no chain to resume"),
+])
+def test_bad_input_is_one_clear_line(options, message, mlflow_store, tiny_base):
+    result = cli("main", *as_options({**CHAIN, "model": tiny_base, **options}))
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and message in lines[0], result.stderr
+    assert not mlflow_store.find_runs("attributes.status = 'RUNNING'")
