@@ -1,6 +1,7 @@
 """The embedded testbed's base model: a locally trained tokenizer, a tiny Qwen2, and SFT.
 
-Reads: the synthetic ``pretrain`` pool (disjoint from the RL, eval and test sets).
+Reads: the synthetic ``pretrain`` pool (disjoint from the RL, eval and test sets), and the
+first ``eval_tasks`` of the eval split for the band check.
 Writes: a ``bootstrap`` run with ``sft/loss`` per step and ``sft/pass_at_1`` per evaluation,
 the model as a LoggedModel, registered as ``selfregress-base`` with the alias ``base``.
 
@@ -37,7 +38,7 @@ class BootstrapConfig:
     lr: float = option(2e-3, "AdamW learning rate (after a 20-step warm-up)")
     max_steps: int = option(2000, "give up if the band is not reached after this many steps")
     eval_every: int = option(50, "SFT steps between held-out evaluations")
-    eval_tasks: int = option(128, "held-out pretrain-pool tasks used for the band check")
+    eval_tasks: int = option(128, "held-out eval-split tasks used for the band check")
     eval_samples: int = option(2, "samples per task in the band check")
     temperature: float = option(1.0, "sampling temperature of the band check (RL samples at this)")
     max_new_tokens: int = option(96, "token limit of sampled programs")
@@ -103,9 +104,11 @@ def train_base(config: BootstrapConfig, run, grader, log=print):
     from selfregress.tokenizer import train_tokenizer
 
     torch.manual_seed(config.seed)
+    # The band is checked on the held-out eval split, where RL will be measured: the pretrain
+    # pool repeats each problem in several phrasings, so no slice of it is held out.
     splits = synthetic_splits(seed=config.seed)
-    held_out = splits.pretrain[-config.eval_tasks:]
-    train_tasks = splits.pretrain[:-config.eval_tasks]
+    held_out = splits.eval[:config.eval_tasks]
+    train_tasks = splits.pretrain
     tokenizer = train_tokenizer((t.prompt + "\n" + s for t in train_tasks for s in t.solutions),
                                 vocab_size=config.vocab_size)
     model = build_model(config, tokenizer)

@@ -54,6 +54,14 @@ def tiny_base(tmp_path_factory) -> str:
     return str(folder / "model")
 
 
+@pytest.fixture
+def cli_store(mlflow_store):
+    """The store and experiment that ``python -m selfregress`` writes to (same sqlite file)."""
+    from selfregress.tracking import connect
+
+    return connect("selfregress")
+
+
 def cli(*args: str, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
     """Run ``python -m selfregress ...`` as a user would."""
     return subprocess.run([sys.executable, "-m", "selfregress", *args], capture_output=True, text=True,

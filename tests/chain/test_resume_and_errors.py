@@ -15,7 +15,7 @@ from selfregress.chain import campaign_records
 
 from .conftest import TINY_CHAIN, as_options, cli
 
-CHAIN = {**TINY_CHAIN, "steps": 3, "seed": 4}
+CHAIN = {**TINY_CHAIN, "steps": 8, "seed": 4}   # long enough to be killed mid-campaign
 
 
 def start_chain(model: str, uri: str, **extra) -> subprocess.Popen:
@@ -25,11 +25,13 @@ def start_chain(model: str, uri: str, **extra) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def wait_for(predicate, timeout: float = 240.0) -> None:
+def wait_for(predicate, proc: subprocess.Popen, timeout: float = 300.0) -> None:
     deadline = time.time() + timeout
     while time.time() < deadline:
         if predicate():
             return
+        if proc.poll() is not None:
+            raise AssertionError(f"the chain exited early ({proc.returncode}): {proc.stderr.read()[-2000:]}")
         time.sleep(0.3)
     raise AssertionError("timed out")
 
@@ -45,27 +47,27 @@ def campaign_one_started(store) -> bool:
     return bool(runs) and len(store.metric_history(runs[0].info.run_id, K.PASS_AT_1)) >= 2
 
 
-def test_sigkill_mid_campaign_then_resume_equals_uninterrupted(tmp_path, mlflow_store, tiny_base):
+def test_sigkill_mid_campaign_then_resume_equals_uninterrupted(tmp_path, cli_store, tiny_base):
     uri = os.environ["MLFLOW_TRACKING_URI"]
     proc = start_chain(tiny_base, uri)
     try:
-        wait_for(lambda: campaign_one_started(mlflow_store))
+        wait_for(lambda: campaign_one_started(cli_store), proc)
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-    chain_id = chain_run(mlflow_store).data.tags["chain_id"]
-    assert len(campaign_records(mlflow_store, chain_id)) == 1       # campaign 1 did not finish
+    chain_id = chain_run(cli_store).data.tags["chain_id"]
+    assert len(campaign_records(cli_store, chain_id)) == 1       # campaign 1 did not finish
 
     resumed = cli("main", *as_options({**CHAIN, "model": tiny_base, "resume": "true"}))
     assert resumed.returncode == 0, resumed.stderr
-    run = chain_run(mlflow_store)
+    run = chain_run(cli_store)
     assert run.info.status == "FINISHED"
-    records = campaign_records(mlflow_store, chain_id)
+    records = campaign_records(cli_store, chain_id)
     assert [r.index for r in records] == [0, 1]
-    killed = mlflow_store.find_runs("tags.`selfregress.superseded` = 'true'")
+    killed = cli_store.find_runs("tags.`selfregress.superseded` = 'true'")
     assert len(killed) == 1 and killed[0].info.status == "KILLED"
-    steps = [m.step for m in mlflow_store.client.get_metric_history(run.info.run_id, K.PASS_AT_1)]
-    assert sorted(steps) == list(range(8))                            # no step logged twice
+    steps = [m.step for m in cli_store.client.get_metric_history(run.info.run_id, K.PASS_AT_1)]
+    assert sorted(steps) == list(range(18))                            # no step logged twice
 
     # the same chain, uninterrupted, in another store
     other = f"sqlite:///{tmp_path}/other.db"
@@ -80,14 +82,14 @@ def test_sigkill_mid_campaign_then_resume_equals_uninterrupted(tmp_path, mlflow_
         assert run.data.metrics[key] == chain_run(other_store).data.metrics[key]
 
 
-def test_sigterm_ends_the_run_killed(mlflow_store, tiny_base):
+def test_sigterm_ends_the_run_killed(cli_store, tiny_base):
     proc = start_chain(tiny_base, os.environ["MLFLOW_TRACKING_URI"])
-    wait_for(lambda: bool(mlflow_store.find_runs("tags.`selfregress.kind` = 'campaign'")))
+    wait_for(lambda: bool(cli_store.find_runs("tags.`selfregress.kind` = 'campaign'")), proc)
     proc.send_signal(signal.SIGTERM)
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode != 0 and "Traceback" not in stderr
-    assert chain_run(mlflow_store).info.status == "KILLED"
-    assert all(r.info.status == "KILLED" for r in mlflow_store.find_runs("tags.`selfregress.kind` = 'campaign'"))
+    assert chain_run(cli_store).info.status == "KILLED"
+    assert all(r.info.status == "KILLED" for r in cli_store.find_runs("tags.`selfregress.kind` = 'campaign'"))
 
 
 @pytest.mark.parametrize("options, message", [
@@ -99,10 +101,10 @@ def test_sigterm_ends_the_run_killed(mlflow_store, tiny_base):
     ({"model": "/nonexistent/model"}, "does not exist"),
     ({"resume": "true", "seed": "77"}, "no chain to resume"),
 ])
-def test_bad_input_is_one_clear_line(options, message, mlflow_store, tiny_base):
+def test_bad_input_is_one_clear_line(options, message, cli_store, tiny_base):
     result = cli("main", *as_options({**CHAIN, "model": tiny_base, **options}))
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(lines) == 1 and message in lines[0], result.stderr
-    assert not mlflow_store.find_runs("attributes.status = 'RUNNING'")
+    assert not cli_store.find_runs("attributes.status = 'RUNNING'")
