@@ -175,12 +175,13 @@ class Store:
             return None
         ref = uri[len("models:/"):]
         if "@" in ref:
-            name, alias = ref.split("@", 1)
-            return self.client.get_model_version_by_alias(name, alias).model_id
-        if "/" in ref:
-            name, version = ref.split("/", 1)
-            return self.client.get_model_version(name, version).model_id
-        return ref
+            version = self.client.get_model_version_by_alias(*ref.split("@", 1))
+        elif "/" in ref:
+            version = self.client.get_model_version(*ref.split("/", 1))
+        else:
+            return ref
+        # A version made from a LoggedModel has source models:/<id> (model_id may be unset).
+        return version.model_id or version.source[len("models:/"):]
 
     def link_checkpoint(self, run_id: str, model_id: str, step: int) -> None:
         """Link an existing LoggedModel to a step of a run, without uploading it again."""
