@@ -325,7 +325,7 @@ def supersede_unfinished(store, chain_id: str) -> None:
 
 
 def run_chain(config: ChainConfig, store, grader, base_model: str, log=print,
-              attach_run_id: str | None = None) -> str:
+              attach_run_id: str | None = None, parent=None) -> str:
     """Run (or resume) one chain to the end. Returns its chain_id."""
     from selfregress.progress import Progress
 
@@ -344,7 +344,7 @@ def run_chain(config: ChainConfig, store, grader, base_model: str, log=print,
         chain_id = uuid.uuid4().hex[:12]
         context = store.run(f"{config.condition}-s{config.seed}", "chain",
                             tags=chain_tags(config, chain_id, base_model if config.model == "base" else config.model),
-                            params=as_params(config), attach_run_id=attach_run_id)
+                            params=as_params(config), attach_run_id=attach_run_id, parent=parent)
     with context as chain_run:
         supersede_unfinished(store, chain_id)
         records = campaign_records(store, chain_id)

@@ -8,6 +8,7 @@ that subcommand's frozen config dataclass, parsed once. A user error prints one 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from typing import Callable
 
 from selfregress.bootstrap import BootstrapConfig
 from selfregress.chain import ChainConfig
+from selfregress.tune import TuneConfig
 from selfregress.config import add_arguments, as_params, from_args, option
 from selfregress.errors import UserError
 
@@ -119,8 +121,27 @@ def cmd_main(args: argparse.Namespace) -> None:
     _log(f"runs: {store.ui_link()}")
 
 
+def cmd_tune(args: argparse.Namespace) -> None:
+    from selfregress.tune import TuneConfig, check_storage, run_study
+
+    config = from_args(TuneConfig, args)
+    from grader import Grader
+    from selfregress.bootstrap import ensure_base_model
+    from selfregress.tracking import connect, tracking_uri
+
+    check_storage(config.storage, tracking_uri())
+    store = connect(args.experiment)
+    with Grader(workers=2) as grader:
+        base = ensure_base_model(store, grader, _log) if config.model == "base" else config.model
+        best = run_study(config, store, grader, base, _log, attach_run_id=_entry_run_id())
+    print(json.dumps(best))
+    _log(f"best parameters written to {config.out} (use: -P params_file={config.out})")
+    _log(f"runs: {store.ui_link()}")
+
+
 COMMANDS: dict[str, tuple[Callable, type, str]] = {
     "main": (cmd_main, ChainConfig, "one chain of campaigns (the paper's protocol)"),
+    "tune": (cmd_tune, TuneConfig, "Optuna study over the ES or CARE thresholds"),
     "bootstrap": (cmd_bootstrap, BootstrapConfig, "build and register the embedded base model"),
     "evaluate": (cmd_evaluate, EvaluateConfig, "held-out pass@1 (and pass@k) of a model"),
 }

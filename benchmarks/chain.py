@@ -1,0 +1,76 @@
+"""Benchmark one chain: seconds per step and where they go, the chain's wall time, peak RSS.
+
+    python benchmarks/chain.py                      # the default 10 x 20 chain (about 13 min)
+    python benchmarks/chain.py --campaigns 1        # one campaign, projected to 10 x 20
+    python benchmarks/chain.py --model PATH_OR_URI  # skip building the base model
+
+It runs the real `main` code path (real grader, real sqlite store in a temp dir) and reads the
+phase timings back from the campaign runs (`time/*` metrics). Targets on a 2-core machine: a
+default chain under 15 minutes, tracking under 3% of step time, peak RSS under 2 GB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import sys
+import tempfile
+import time
+
+PHASES = ("sampling", "grading", "update", "evaluation", "tracking")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--campaigns", type=int, default=10)
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--condition", default="naive")
+    parser.add_argument("--model", default="", help="start model; default: bootstrap one (about 3 min)")
+    args = parser.parse_args()
+
+    folder = tempfile.mkdtemp(prefix="chain-bench-")
+    os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{folder}/mlflow.db")
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    import torch
+
+    torch.set_num_threads(1)
+    from grader import Grader
+    from selfregress.bootstrap import ensure_base_model
+    from selfregress.chain import ChainConfig, campaign_records, run_chain
+    from selfregress.config import parse
+    from selfregress.tracking import connect
+
+    store = connect("chain-benchmark")
+    config = parse(ChainConfig, {"condition": args.condition, "campaigns": args.campaigns,
+                                 "steps": args.steps, "model": args.model or "base"})
+    with Grader(workers=config.workers) as grader:
+        model = args.model or ensure_base_model(store, grader, log=lambda m: print(m, file=sys.stderr))
+        started = time.perf_counter()
+        chain_id = run_chain(config, store, grader, model, log=lambda m: None)
+        wall = time.perf_counter() - started
+
+    records = campaign_records(store, chain_id)
+    steps = sum(r.last_step for r in records)
+    evaluations = sum(len(r.pass_at_1) for r in records)
+    totals = {p: sum(store.get_run(r.run_id).data.metrics[f"time/{p}"] for r in records) for p in PHASES}
+    measured = sum(totals.values())
+    self_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    child_rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+
+    print(f"chain: {args.condition}, {len(records)} campaigns, {steps} steps, {evaluations} evaluations, "
+          f"batch {config.batch_size}x{config.group_size}, eval {config.eval_tasks}x{config.eval_samples}")
+    print(f"wall time: {wall:.1f} s ({wall / steps:.2f} s per step, evaluation included)")
+    for phase in PHASES:
+        print(f"  {phase:<11} {totals[phase] / steps:6.3f} s/step  {100 * totals[phase] / measured:5.1f}%")
+    print(f"  {'other':<11} {(wall - measured) / steps:6.3f} s/step  (loading checkpoints, campaign set-up)")
+    default_steps = 10 * 20
+    projected = wall / steps * default_steps
+    print(f"default 10x20 chain: {'measured' if (len(records), args.steps) == (10, 20) else 'projected'} "
+          f"{projected / 60:.1f} min (target < 15 min)")
+    print(f"tracking share of step time: {100 * totals['tracking'] / measured:.2f}% (target < 3%)")
+    print(f"peak RSS: main process {self_rss:.0f} MB, largest child {child_rss:.0f} MB (target < 2048 MB)")
+
+
+if __name__ == "__main__":
+    main()
