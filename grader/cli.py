@@ -103,7 +103,7 @@ def grade_files(tasks_path: Path, programs_path: Path, out_path: Path, workers: 
     return passed
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m grader",
                                      description="Grade untrusted programs in a sandbox.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -114,6 +114,11 @@ def main(argv: list[str] | None = None) -> int:
     grade.add_argument("--out", type=Path, required=True, help="verdicts JSONL to write")
     grade.add_argument("--workers", type=int, default=os.cpu_count() or 1,
                        help="concurrent programs (default: the number of CPUs)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
     if args.workers < 1:
         parser.error("--workers must be at least 1")

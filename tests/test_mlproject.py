@@ -30,6 +30,7 @@ def _distinct_value(param):
     special = {"band_low": "0.11", "band_high": "0.33", "register": "false", "model": "some/model",
                "tasks": "jsonl:tasks.jsonl", "split": "test", "top_p": "0.9", "temperature": "0.7",
                "lr": "0.0007", "hidden_size": "96", "heads": "6", "kv_heads": "3",
+               "controller": "care", "seeds": "7,8", "storage": "sqlite:///o7.db", "out": "b7.json",
                "condition": "kl", "baseline": "mean", "checkpoints": "peaks", "resume": "abc123"}
     if param.name in special:
         return special[param.name]
@@ -40,6 +41,8 @@ def _distinct_value(param):
 def test_every_parameter_reaches_the_config(name, tmp_path):
     entry = PROJECT.get_entry_point(name)
     values = {p: _distinct_value(spec) for p, spec in entry.parameters.items()}
+    if name == "tune":
+        values["condition"] = "care"   # must use the tuned controller
     argv = shlex.split(entry.compute_command(values, str(tmp_path)))
     assert argv[:3] == ["python", "-m", "selfregress"]
     values.pop("params_file", None)  # a file path: it reaches the parser, checked below
@@ -52,14 +55,17 @@ def test_every_parameter_reaches_the_config(name, tmp_path):
 
 
 def test_grade_parameters_reach_the_grader_cli(tmp_path):
-    grader_cli = pytest.importorskip("grader.cli")
+    from grader import cli as grader_cli
+
     entry = PROJECT.get_entry_point("grade")
+    (tmp_path / "t.jsonl").write_text("")
+    (tmp_path / "p.jsonl").write_text("")
     values = {"tasks": str(tmp_path / "t.jsonl"), "programs": str(tmp_path / "p.jsonl"),
               "out": "v7.jsonl", "workers": "7"}
     argv = shlex.split(entry.compute_command(values, str(tmp_path)))
     assert argv[:3] == ["python", "-m", "grader"]
     args = grader_cli.build_parser().parse_args(argv[3:])
-    assert (args.tasks, args.programs, args.out, int(args.workers)) == (
+    assert (str(args.tasks), str(args.programs), str(args.out), int(args.workers)) == (
         values["tasks"], values["programs"], "v7.jsonl", 7)
 
 

@@ -1,0 +1,75 @@
+"""A tiny Optuna study: 4 trials, resumed to 6, trials as nested runs, best params feed `main`."""
+
+from __future__ import annotations
+
+import json
+
+import optuna
+import pytest
+
+from selfregress.config import parse
+from selfregress.errors import UserError
+from selfregress.tune import TuneConfig, check_storage, run_study
+
+from .conftest import as_options, cli
+
+
+def tiny_study(tmp_path, n_trials: int) -> TuneConfig:
+    return parse(TuneConfig, {"controller": "es", "n_trials": n_trials, "seeds": "100",
+                              "storage": f"sqlite:///{tmp_path}/optuna.db", "campaigns": 1, "steps": 1,
+                              "eval_tasks": 4, "out": str(tmp_path / "best.json")})
+
+
+def test_study_resumes_and_its_best_params_feed_main(tmp_path, cli_store, tiny_base):
+    from grader import Grader
+
+    with Grader(workers=2) as grader:
+        run_study(tiny_study(tmp_path, 4), cli_store, grader, tiny_base, log=lambda m: None)
+        study = optuna.load_study(study_name="selfregress-es", storage=f"sqlite:///{tmp_path}/optuna.db")
+        assert sum(t.state.is_finished() for t in study.trials) == 4
+        best = run_study(tiny_study(tmp_path, 6), cli_store, grader, tiny_base, log=lambda m: None)
+
+    study = optuna.load_study(study_name="selfregress-es", storage=f"sqlite:///{tmp_path}/optuna.db")
+    assert len(study.trials) == 6 and all(t.state.is_finished() for t in study.trials)
+    tune_runs = cli_store.find_runs("tags.`selfregress.kind` = 'tune'")
+    assert len(tune_runs) == 1 and tune_runs[0].info.status == "FINISHED"
+    trials = cli_store.find_runs("tags.`selfregress.kind` = 'trial'")
+    assert sorted(int(r.data.tags["trial"]) for r in trials) == list(range(6))
+    assert all(r.data.tags["mlflow.parentRunId"] == tune_runs[0].info.run_id for r in trials)
+    finished = [t for t in study.trials if t.state.name == "COMPLETE"]
+    by_number = {int(r.data.tags["trial"]): r for r in trials}
+    for t in finished:
+        assert by_number[t.number].data.params["es_slack"] == str(t.params["es_slack"])
+        assert by_number[t.number].data.metrics["objective/mean_end_pass_at_1"] == pytest.approx(t.value)
+    artifacts = {f.path for f in cli_store.client.list_artifacts(tune_runs[0].info.run_id, "optuna")}
+    assert "optuna/optimization_history.png" in artifacts
+
+    written = json.loads((tmp_path / "best.json").read_text())
+    assert written == best and written["condition"] == "es"
+    result = cli("main", "--params_file", str(tmp_path / "best.json"),
+                 *as_options({"model": tiny_base, "campaigns": 1, "steps": 1, "eval_tasks": 4,
+                              "batch_size": 2, "group_size": 2, "max_new_tokens": 32}))
+    assert result.returncode == 0, result.stderr
+    chain = cli_store.find_runs("tags.`selfregress.kind` = 'chain' and tags.condition = 'es' "
+                                "and tags.seed = '0'")[0]
+    for key in ("es_slack", "es_patience", "es_min_delta"):
+        assert float(chain.data.params[key]) == pytest.approx(float(best[key]))
+
+
+def test_storage_must_not_be_the_mlflow_store(tmp_path):
+    with pytest.raises(UserError, match="is the MLflow tracking store"):
+        check_storage(f"sqlite:///{tmp_path}/mlflow.db", f"sqlite:///{tmp_path}/../{tmp_path.name}/mlflow.db")
+    check_storage(f"sqlite:///{tmp_path}/optuna.db", f"sqlite:///{tmp_path}/mlflow.db")
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"controller": "pid"}, "'controller' must be one of"),
+    ({"controller": "care", "condition": "es"}, "does not use the care controller"),
+    ({"storage": "sqlite:///mlflow.db"}, "is the MLflow tracking store"),
+    ({"seeds": "a,b"}, "comma-separated integers"),
+])
+def test_tune_bad_input(options, message, cli_store, tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db")
+    result = cli("tune", *as_options(options))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert message in result.stderr
