@@ -62,7 +62,7 @@ def cmd_bootstrap(args: argparse.Namespace) -> None:
     from selfregress.bootstrap import bootstrap
     from selfregress.tracking import connect
 
-    store = connect(args.experiment)
+    store = connect(args.experiment, _entry_run_id())
     with Grader(workers=2) as grader:
         uri = bootstrap(config, store, grader, _log, attach_run_id=_entry_run_id())
     print(uri)
@@ -90,7 +90,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     from selfregress.tracking import connect
 
     tasks = resolve_tasks(config.tasks, config.split, config.eval_tasks)
-    store = connect(args.experiment)
+    store = connect(args.experiment, _entry_run_id())
     with Grader(workers=config.workers) as grader:
         model = ensure_base_model(store, grader, _log) if config.model == "base" else config.model
         policy = load_policy(model)
@@ -113,7 +113,7 @@ def cmd_main(args: argparse.Namespace) -> None:
     from selfregress.bootstrap import ensure_base_model
     from selfregress.tracking import connect
 
-    store = connect(args.experiment)
+    store = connect(args.experiment, _entry_run_id())
     with Grader(workers=config.workers) as grader:
         base = ensure_base_model(store, grader, _log) if config.model == "base" else config.model
         chain_id = run_chain(config, store, grader, base, _log, attach_run_id=_entry_run_id())
@@ -130,7 +130,7 @@ def cmd_tune(args: argparse.Namespace) -> None:
     from selfregress.tracking import connect, tracking_uri
 
     check_storage(config.storage, tracking_uri())
-    store = connect(args.experiment)
+    store = connect(args.experiment, _entry_run_id())
     with Grader(workers=2) as grader:
         base = ensure_base_model(store, grader, _log) if config.model == "base" else config.model
         best = run_study(config, store, grader, base, _log, attach_run_id=_entry_run_id())

@@ -52,12 +52,23 @@ def tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
 
 
-def connect(experiment: str = DEFAULT_EXPERIMENT) -> "Store":
-    """Open the tracking store and the experiment, creating both if needed."""
+def connect(experiment: str = DEFAULT_EXPERIMENT, attach_run_id: str | None = None) -> "Store":
+    """Open the tracking store and the experiment, creating both if needed.
+
+    Under `mlflow run`, the entry point's run already exists (``attach_run_id``) in the
+    experiment `mlflow run` was given (Default unless --experiment-name): every run of this
+    invocation then goes there too, so that nested runs sit under their parent.
+    """
     uri = tracking_uri()
     mlflow.set_tracking_uri(uri)
     client = MlflowClient(uri, registry_uri=uri)
     try:
+        if attach_run_id:
+            experiment_id = client.get_run(attach_run_id).info.experiment_id
+            exp = client.get_experiment(experiment_id)
+            if "mlflow.experimentKind" not in exp.tags:  # open on the runs table, not GenAI traces
+                client.set_experiment_tag(experiment_id, "mlflow.experimentKind", "custom_model_development")
+            return Store(client=client, uri=uri, experiment_id=experiment_id)
         exp = client.get_experiment_by_name(experiment)
         if exp is None:
             experiment_id = client.create_experiment(
@@ -115,7 +126,7 @@ class Store:
             all_tags["mlflow.parentRunId"] = parent.run_id
         if attach_run_id:
             run_id = attach_run_id
-            self.client.update_run(run_id, status="RUNNING", name=None)
+            self.client.update_run(run_id, status="RUNNING", name=name or None)
         else:
             run_id = self.client.create_run(self.experiment_id, run_name=name,
                                             tags={"mlflow.runName": name, **all_tags}).info.run_id
