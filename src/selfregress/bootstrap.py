@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 
 from selfregress import metric_keys as K
-from selfregress.config import as_params, option
+from selfregress.config import as_params, option, require_at_least_one
 from selfregress.errors import UserError
 
 
@@ -48,10 +48,8 @@ class BootstrapConfig:
         if not 0.0 <= self.band_low < self.band_high <= 1.0:
             raise UserError(f"the band must satisfy 0 <= band_low < band_high <= 1, got "
                             f"[{self.band_low}, {self.band_high}]: swap or fix the bounds")
-        for name in ("batch_size", "max_steps", "eval_every", "eval_tasks", "eval_samples",
-                     "vocab_size", "hidden_size", "layers", "heads", "kv_heads", "max_new_tokens"):
-            if getattr(self, name) < 1:
-                raise UserError(f"'{name}' must be at least 1, got {getattr(self, name)}")
+        require_at_least_one(self, ("batch_size", "max_steps", "eval_every", "eval_tasks", "eval_samples",
+                                    "vocab_size", "hidden_size", "layers", "heads", "kv_heads", "max_new_tokens"))
         if self.hidden_size % self.heads or self.heads % self.kv_heads:
             raise UserError("hidden_size must divide by heads, and heads by kv_heads")
         if self.seed < 0:

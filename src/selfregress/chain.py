@@ -21,7 +21,7 @@ import torch
 from selfregress import metric_keys as K
 from selfregress.campaign import (StepTimes, evaluate_step, frozen_copy, make_update, step_seed,
                                   train_step)
-from selfregress.config import as_params, option
+from selfregress.config import as_params, option, require_at_least_one
 from selfregress.controllers import CONTROLLERS, CampaignRecord, Decision
 from selfregress.errors import UserError
 from selfregress.policy import build_prompt, load_policy, sample
@@ -72,10 +72,8 @@ class ChainConfig:
     workers: int = option(2, "grader processes")
 
     def validate(self) -> None:
-        for name in ("campaigns", "steps", "batch_size", "group_size", "max_new_tokens",
-                     "eval_tasks", "eval_samples", "workers", "fisher_samples"):
-            if getattr(self, name) < 1:
-                raise UserError(f"'{name}' must be at least 1, got {getattr(self, name)}")
+        require_at_least_one(self, ("campaigns", "steps", "batch_size", "group_size", "max_new_tokens",
+                                    "eval_tasks", "eval_samples", "workers", "fisher_samples"))
         if self.seed < 0:
             raise UserError(f"'seed' must be >= 0, got {self.seed}")
         if self.lr <= 0 or self.temperature <= 0 or not 0 < self.top_p <= 1:

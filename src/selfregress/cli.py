@@ -17,7 +17,7 @@ from typing import Callable
 from selfregress.bootstrap import BootstrapConfig
 from selfregress.chain import ChainConfig
 from selfregress.tune import TuneConfig
-from selfregress.config import add_arguments, as_params, from_args, option
+from selfregress.config import add_arguments, as_params, from_args, option, require_at_least_one
 from selfregress.errors import UserError
 
 
@@ -36,9 +36,7 @@ class EvaluateConfig:
     workers: int = option(2, "grader processes")
 
     def validate(self) -> None:
-        for name in ("eval_tasks", "eval_samples", "max_new_tokens", "workers"):
-            if getattr(self, name) < 1:
-                raise UserError(f"'{name}' must be at least 1, got {getattr(self, name)}")
+        require_at_least_one(self, ("eval_tasks", "eval_samples", "max_new_tokens", "workers"))
         if self.temperature <= 0:
             raise UserError(f"'temperature' must be > 0, got {self.temperature}")
         if not 0 < self.top_p <= 1:

@@ -105,6 +105,13 @@ def from_args(cls: type[C], args: argparse.Namespace, params_file: str | None = 
     return parse(cls, values)
 
 
+def require_at_least_one(config: Any, names: tuple[str, ...]) -> None:
+    """Fail on the first of ``names`` whose value is below 1, naming it."""
+    for name in names:
+        if getattr(config, name) < 1:
+            raise UserError(f"'{name}' must be at least 1, got {getattr(config, name)}")
+
+
 def read_params_file(path: str) -> dict[str, Any]:
     p = Path(path)
     if not p.is_file():

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from selfregress.tasks.asserts import parse_assert, parse_asserts
-from selfregress.tasks.schema import Task, TaskError
+from selfregress.tasks.schema import Task, TaskError, iter_json_lines
 
 log = logging.getLogger("selfregress.tasks")
 
@@ -73,14 +73,7 @@ def _open_text(path: Path):
 
 def _read_jsonl(path: Path) -> Iterator[tuple[str, dict]]:
     with _open_text(path) as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise TaskError(f"{path}:{lineno}: malformed JSON ({e.msg}); each line must be "
-                                "one record") from None
+        for lineno, record in iter_json_lines(f, path):
             if not isinstance(record, dict):
                 raise TaskError(f"{path}:{lineno}: expected a JSON object, got {type(record).__name__}")
             yield f"{path}:{lineno}", record

@@ -119,19 +119,24 @@ def read_jsonl(path: str | Path) -> list[Task]:
                         "`python -m selfregress.tasks export --source synthetic --out T.jsonl`)")
     tasks = []
     with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise TaskError(f"{path}:{lineno}: malformed JSON ({e.msg}, column {e.colno}); "
-                                "each line must be one task object") from None
+        for lineno, record in iter_json_lines(f, path, "task object"):
             try:
                 tasks.append(Task.from_dict(record))
             except TaskError as e:
                 raise TaskError(f"{path}:{lineno}: {e}") from None
     return tasks
+
+
+def iter_json_lines(lines: Iterable[str], path: Path, what: str = "record"):
+    """(line number, parsed JSON) per non-blank line; a malformed line is a TaskError naming it."""
+    for lineno, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            yield lineno, json.loads(line)
+        except json.JSONDecodeError as e:
+            raise TaskError(f"{path}:{lineno}: malformed JSON ({e.msg}, column {e.colno}); "
+                            f"each line must be one {what}") from None
 
 
 def write_jsonl(tasks: Iterable[Task], path: str | Path) -> None:
