@@ -171,12 +171,11 @@ def next_plan(records: list[CampaignRecord], config: ChainConfig, base_model: st
 
 def read_decision(record: CampaignRecord) -> Decision:
     tags, metrics = record.tags, record.metrics
-    optional = lambda key: metrics.get(key)  # noqa: E731
-    peak = optional("controller/peak_step")
+    peak = metrics.get("controller/peak_step")
     return Decision(tags["controller/decision"], tags["controller/next_start_model"],
                     int(metrics["controller/next_budget"]), metrics["controller/lr_multiplier"],
                     peak_step=None if peak is None else int(peak),
-                    p_transfer=optional("controller/p_transfer"), p_regress=optional("controller/p_regress"))
+                    p_transfer=metrics.get("controller/p_transfer"), p_regress=metrics.get("controller/p_regress"))
 
 
 def split_tasks(config: ChainConfig):
@@ -267,7 +266,7 @@ def run_campaign(config: ChainConfig, store, grader, chain_run, chain_id: str, i
             progress.step(index, step, plan.budget, curve[-1], train[K.TRAIN_REWARD_MEAN])
             if stop:
                 break
-        assert saved_step == len(curve) - 1 or plan.budget == 0
+        assert saved_step == len(curve) - 1  # the last step is always a checkpoint: the next start may need it
 
         # The decision is computed from what MLflow now holds, and logged on this run.
         record = read_campaign(store, store.get_run(run.run_id))

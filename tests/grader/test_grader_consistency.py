@@ -58,7 +58,7 @@ def test_randomness_and_hashing_are_reproducible(bwrap_grader):
     reference = bwrap_grader.grade(
         "import random, sys\nsys.stderr.write('%r %r' % (random.random(), hash('selfregress')))",
         stdin_task([("", "")]))
-    seen = {bwrap_grader.grade(f"import random\nprint('%r %r' % (random.random(), "
-                               f"hash('selfregress')))", stdin_task([("", reference.stderr_tail)])
+    seen = {bwrap_grader.grade("import random\nprint('%r %r' % (random.random(), "
+                               "hash('selfregress')))", stdin_task([("", reference.stderr_tail)])
                                ).outcome for _ in range(4)}
     assert seen == {Outcome.PASSED}
