@@ -180,8 +180,7 @@ def read_decision(record: CampaignRecord) -> Decision:
 
 def split_tasks(config: ChainConfig):
     """(rl, eval): the synthetic splits, or a user source split once, by a fixed shuffle."""
-    from selfregress.cli import resolve_tasks
-    from selfregress.tasks import synthetic_splits
+    from selfregress.tasks import resolve_tasks, synthetic_splits
 
     if config.tasks == "synthetic":
         splits = synthetic_splits(seed=0)

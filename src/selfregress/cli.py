@@ -67,24 +67,13 @@ def cmd_bootstrap(args: argparse.Namespace) -> None:
     _log(f"runs: {store.ui_link()}")
 
 
-def resolve_tasks(source: str, split: str, limit: int | None = None):
-    from selfregress.tasks import load_tasks, synthetic_splits
-
-    if source == "synthetic":
-        tasks = getattr(synthetic_splits(seed=0), split)
-    else:
-        tasks = load_tasks(source)
-    if not tasks:
-        raise UserError(f"task source {source!r} holds no tasks")
-    return tasks[:limit] if limit else tasks
-
-
 def cmd_evaluate(args: argparse.Namespace) -> None:
     config = from_args(EvaluateConfig, args)
     from grader import Grader
     from selfregress.bootstrap import ensure_base_model
     from selfregress.evaluation import evaluate
     from selfregress.policy import load_policy
+    from selfregress.tasks import resolve_tasks
     from selfregress.tracking import connect
 
     tasks = resolve_tasks(config.tasks, config.split, config.eval_tasks)

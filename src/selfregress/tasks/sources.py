@@ -97,3 +97,14 @@ def _adjust(task: Task, o: LoadOptions) -> Task:
     if o.memory_mb is not None:
         changes["memory_mb"] = o.memory_mb
     return replace(task, **changes) if changes else task
+
+
+def resolve_tasks(source: str, split: str, limit: int | None = None) -> list[Task]:
+    """The tasks an entry point runs on: ``synthetic`` means that split of the seed-0 splits
+    (the fixed RL set and held-out sets every chain shares); any other source is loaded whole."""
+    from selfregress.tasks.synthetic import synthetic_splits
+
+    tasks = getattr(synthetic_splits(seed=0), split) if source == "synthetic" else load_tasks(source)
+    if not tasks:
+        raise TaskError(f"task source {source!r} holds no tasks")
+    return tasks[:limit] if limit else tasks
