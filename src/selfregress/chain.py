@@ -10,10 +10,13 @@ what MLflow holds, and replays bit for bit (every random draw is seeded by (seed
 
 from __future__ import annotations
 
+import hashlib
+import json
 import tempfile
 import time
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -46,11 +49,12 @@ class ChainConfig:
     seed: int = option(0, "chain seed: prompts, sampling and evaluation draws")
     model: str = option("base", "start model: 'base' (registry), a folder, a hub id or a models:/ URI")
     tasks: str = option("synthetic", "RL/eval task source: 'synthetic' (its rl and eval splits)")
+    rl_tasks: int = option(256, "size of the fixed RL task set (the first N of the source's RL split)")
     campaigns: int = option(10, "campaigns in the chain")
     steps: int = option(20, "policy-gradient steps per campaign (the budget)")
     batch_size: int = option(16, "prompts per step")
     group_size: int = option(4, "samples per prompt (every condition draws the same number)")
-    lr: float = option(3e-4, "AdamW learning rate at the start of every campaign")
+    lr: float = option(7e-4, "AdamW learning rate at the start of every campaign (the collapse regime)")
     temperature: float = option(1.0, "sampling temperature (training and evaluation)")
     top_p: float = option(1.0, "nucleus sampling threshold")
     max_new_tokens: int = option(96, "token limit of a sampled program")
@@ -72,7 +76,7 @@ class ChainConfig:
     workers: int = option(2, "grader processes")
 
     def validate(self) -> None:
-        require_at_least_one(self, ("campaigns", "steps", "batch_size", "group_size", "max_new_tokens",
+        require_at_least_one(self, ("rl_tasks", "campaigns", "steps", "batch_size", "group_size", "max_new_tokens",
                                     "eval_tasks", "eval_samples", "workers", "fisher_samples"))
         if self.seed < 0:
             raise UserError(f"'seed' must be >= 0, got {self.seed}")
@@ -98,9 +102,39 @@ class ChainConfig:
         return CONDITIONS[self.condition][1]
 
 
-def chain_tags(config: ChainConfig, chain_id: str, model: str) -> dict[str, str]:
-    return {"condition": config.condition, "seed": str(config.seed), "chain_id": chain_id,
-            "model": model}
+# Modules that never change a chain's numbers: entry points, display, and the readers.
+_NOT_IN_CODE_VERSION = {"__main__.py", "cli.py", "progress.py", "sweep.py", "report.py", "promote.py",
+                        "tune.py"}
+# Settings that never change a chain's numbers.
+_NOT_IN_CONFIG_HASH = ("resume", "workers")
+
+
+def code_version() -> str:
+    """A hash of the source that decides a chain's numbers (the selfregress and grader packages,
+    without the entry points and readers): a sweep reuses a finished chain only if it matches."""
+    import grader
+
+    digest = hashlib.sha256()
+    for root in (Path(__file__).parent, Path(grader.__file__).parent):
+        for path in sorted(root.rglob("*.py")):
+            if path.name not in _NOT_IN_CODE_VERSION:
+                digest.update(f"{root.name}/{path.relative_to(root)}".encode())
+                digest.update(path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
+def config_hash(config: ChainConfig, *, without: tuple[str, ...] = ()) -> str:
+    """A hash of the resolved settings that decide a chain's numbers (``without``: more to leave out)."""
+    values = {k: v for k, v in as_params(config).items() if k not in _NOT_IN_CONFIG_HASH + without}
+    return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def chain_tags(config: ChainConfig, chain_id: str, model: str, sweep_id: str = "") -> dict[str, str]:
+    tags = {"condition": config.condition, "seed": str(config.seed), "chain_id": chain_id, "model": model,
+            "selfregress.config_hash": config_hash(config), "selfregress.code_version": code_version()}
+    if sweep_id:
+        tags["sweep_id"] = sweep_id
+    return tags
 
 
 def find_chain_to_resume(store, config: ChainConfig):
@@ -184,14 +218,14 @@ def split_tasks(config: ChainConfig):
 
     if config.tasks == "synthetic":
         splits = synthetic_splits(seed=0)
-        return splits.rl, splits.eval[:config.eval_tasks]
+        return splits.rl[:config.rl_tasks], splits.eval[:config.eval_tasks]
     tasks = resolve_tasks(config.tasks, "eval")
     order = np.random.default_rng(0).permutation(len(tasks))
     if len(tasks) <= config.eval_tasks:
         raise UserError(f"task source {config.tasks} has {len(tasks)} tasks: need more than "
                         f"eval_tasks={config.eval_tasks} so that some are left for RL")
     shuffled = [tasks[i] for i in order]
-    return shuffled[config.eval_tasks:], shuffled[:config.eval_tasks]
+    return shuffled[config.eval_tasks:][:config.rl_tasks], shuffled[:config.eval_tasks]
 
 
 def wants_checkpoint(config: ChainConfig, curve: list[float]) -> bool:
@@ -321,7 +355,7 @@ def supersede_unfinished(store, chain_id: str) -> None:
 
 
 def run_chain(config: ChainConfig, store, grader, base_model: str, log=print,
-              attach_run_id: str | None = None, parent=None) -> str:
+              attach_run_id: str | None = None, parent=None, sweep_id: str = "") -> str:
     """Run (or resume) one chain to the end. Returns its chain_id."""
     from selfregress.progress import Progress
 
@@ -339,7 +373,8 @@ def run_chain(config: ChainConfig, store, grader, base_model: str, log=print,
     else:
         chain_id = uuid.uuid4().hex[:12]
         context = store.run(f"{config.condition}-s{config.seed}", "chain",
-                            tags=chain_tags(config, chain_id, base_model if config.model == "base" else config.model),
+                            tags=chain_tags(config, chain_id, base_model if config.model == "base" else config.model,
+                                            sweep_id),
                             params=as_params(config), attach_run_id=attach_run_id, parent=parent)
     with context as chain_run:
         supersede_unfinished(store, chain_id)

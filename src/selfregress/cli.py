@@ -8,6 +8,7 @@ that subcommand's frozen config dataclass, parsed once. A user error prints one 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -16,6 +17,9 @@ from typing import Callable
 
 from selfregress.bootstrap import BootstrapConfig
 from selfregress.chain import ChainConfig
+from selfregress.promote import PromoteConfig
+from selfregress.report import ReportConfig
+from selfregress.sweep import SweepConfig
 from selfregress.tune import TuneConfig
 from selfregress.config import add_arguments, as_params, from_args, option, require_at_least_one
 from selfregress.errors import UserError
@@ -100,12 +104,69 @@ def cmd_main(args: argparse.Namespace) -> None:
     from selfregress.bootstrap import ensure_base_model
     from selfregress.tracking import connect
 
+    from selfregress.tracking import Run
+
     store = connect(args.experiment, _entry_run_id())
+    parent = Run(store, args.parent_run_id) if args.parent_run_id else None
     with Grader(workers=config.workers) as grader:
         base = ensure_base_model(store, grader, _log) if config.model == "base" else config.model
-        chain_id = run_chain(config, store, grader, base, _log, attach_run_id=_entry_run_id())
+        chain_id = run_chain(config, store, grader, base, _log, attach_run_id=_entry_run_id(),
+                             parent=parent, sweep_id=args.sweep_id)
     print(f"chain_id: {chain_id}")
     _log(f"runs: {store.ui_link()}")
+
+
+def cmd_sweep(args: argparse.Namespace) -> None:
+    from selfregress.sweep import SweepConfig, plan_jobs, run_sweep
+
+    config = from_args(SweepConfig, args)
+    plan_jobs(config)  # every chain's settings are checked before anything starts
+    from grader import Grader
+    from selfregress.bootstrap import ensure_base_model
+    from selfregress.tracking import connect
+
+    store = connect(args.experiment, _entry_run_id())
+    if config.model == "base":  # built once here, not by every chain process at the same time
+        with Grader(workers=2) as grader:
+            ensure_base_model(store, grader, _log)
+    counts = run_sweep(config, store, _log, attach_run_id=_entry_run_id())
+    print(f"sweep_id: {counts['sweep_id']}")
+    _log(f"sweep {counts['sweep_id']}: {counts['finished']} finished, {counts['skipped']} skipped "
+         f"(already in the store); report: python -m selfregress report --sweep_id {counts['sweep_id']}")
+    _log(f"runs: {store.ui_link()}")
+
+
+def cmd_report(args: argparse.Namespace) -> None:
+    from selfregress.report import ReportConfig, run_report
+    from selfregress.tracking import connect
+
+    config = from_args(ReportConfig, args)
+    store = connect(args.experiment, _entry_run_id())
+    if config.audit == "true":
+        from grader import Grader
+
+        with Grader(workers=2) as grader:
+            text = run_report(config, store, grader, _log, attach_run_id=_entry_run_id())
+    else:
+        text = run_report(config, store, None, _log, attach_run_id=_entry_run_id())
+    print(text)
+    _log(f"report, table.csv and plots written to {config.out}/ and logged on a report run")
+    _log(f"runs: {store.ui_link()}")
+
+
+def cmd_promote(args: argparse.Namespace) -> None:
+    from selfregress.promote import PromoteConfig, promote
+    from selfregress.tracking import connect
+
+    config = from_args(PromoteConfig, args)
+    from grader import Grader
+
+    store = connect(args.experiment, _entry_run_id())
+    # stdout carries only the JSON record: MLflow's own registry chatter goes to stderr.
+    with Grader(workers=2) as grader, contextlib.redirect_stdout(sys.stderr):
+        record = promote(config, store, grader, _log, attach_run_id=_entry_run_id())
+    print(json.dumps(record, indent=2))
+    _log(f"registered {config.name} version {record['version']} as {record['uri']}")
 
 
 def cmd_tune(args: argparse.Namespace) -> None:
@@ -129,6 +190,9 @@ def cmd_tune(args: argparse.Namespace) -> None:
 COMMANDS: dict[str, tuple[Callable, type, str]] = {
     "main": (cmd_main, ChainConfig, "one chain of campaigns (the paper's protocol)"),
     "tune": (cmd_tune, TuneConfig, "Optuna study over the ES or CARE thresholds"),
+    "sweep": (cmd_sweep, SweepConfig, "every condition x seed, chains in parallel processes"),
+    "report": (cmd_report, ReportConfig, "the paper's table, plots and stability audit from MLflow"),
+    "promote": (cmd_promote, PromoteConfig, "best checkpoint, re-evaluated on the test split, to the registry"),
     "bootstrap": (cmd_bootstrap, BootstrapConfig, "build and register the embedded base model"),
     "evaluate": (cmd_evaluate, EvaluateConfig, "held-out pass@1 (and pass@k) of a model"),
 }
@@ -145,6 +209,8 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "main":
             p.add_argument("--params_file", "--params-file", default="",
                            help="JSON of parameters (e.g. written by `tune`); explicit options win")
+            p.add_argument("--sweep_id", default="", help=argparse.SUPPRESS)       # set by `sweep`
+            p.add_argument("--parent_run_id", default="", help=argparse.SUPPRESS)  # set by `sweep`
         add_arguments(p, cls)
     return parser
 

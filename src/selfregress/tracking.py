@@ -121,7 +121,7 @@ class Store:
 
         ``attach_run_id`` is the run that ``mlflow run`` created (its MLFLOW_RUN_ID).
         """
-        all_tags = {KIND_TAG: kind, **(tags or {})}
+        all_tags = {KIND_TAG: kind, **{k: str(v) for k, v in (tags or {}).items()}}
         if parent is not None:
             all_tags["mlflow.parentRunId"] = parent.run_id
         if attach_run_id:
@@ -166,6 +166,11 @@ class Store:
             token = page.token
             if not token:
                 return runs
+
+    def runs_frame(self, filter_string: str):
+        """The matching runs as a pandas DataFrame (``mlflow.search_runs``: params.*, tags.*, metrics.*)."""
+        return mlflow.search_runs([self.experiment_id], filter_string=filter_string,
+                                  order_by=["attributes.start_time DESC"], output_format="pandas")
 
     def get_run(self, run_id: str):
         return self.client.get_run(run_id)

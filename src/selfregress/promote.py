@@ -1,0 +1,124 @@
+"""Promote: the best checkpoint across runs, chosen on a split that selection never saw.
+
+Reads: the selected chains' campaign runs (logged eval pass@1 per step, LoggedModel per step).
+Writes: a promote run with every candidate's re-evaluation, and a new version of the
+registered model (default ``selfregress``) with the alias ``champion``.
+
+The top-k checkpoints by logged eval pass@1 are the candidates. That logged number is the max
+of many noisy evaluations, so it is biased upward (the winner's curse). Each candidate is
+therefore re-evaluated on the synthetic *test* split, which no training, evaluation or
+controller decision ever used, and the winner of that re-evaluation is registered with its
+test pass@1 and a 95% bootstrap CI over test tasks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from selfregress.chain import CONDITIONS, campaign_records
+from selfregress.config import option
+from selfregress.errors import UserError
+from selfregress.stats import bootstrap_ci
+
+MODEL_NAME = "selfregress"
+ALIAS = "champion"
+
+
+@dataclass(frozen=True)
+class PromoteConfig:
+    """Every field is an MLproject parameter of `promote`."""
+    sweep_id: str = option("", "only checkpoints of this sweep's chains (default: every finished chain)")
+    filter: str = option("", "an extra MLflow filter on the chain runs")
+    conditions: str = option("", "comma-separated conditions to pick from (default: all)")
+    top_k: int = option(5, "candidates, by logged eval pass@1, re-evaluated on the test split")
+    test_tasks: int = option(256, "test-split tasks in the re-evaluation")
+    test_samples: int = option(4, "samples per test task")
+    seed: int = option(0, "sampling seed of the re-evaluation (the same for every candidate)")
+    name: str = option(MODEL_NAME, "registered model name")
+    alias: str = option(ALIAS, "alias set on the new version")
+
+    def validate(self) -> None:
+        for key in ("top_k", "test_tasks", "test_samples"):
+            if getattr(self, key) < 1:
+                raise UserError(f"'{key}' must be at least 1, got {getattr(self, key)}")
+        unknown = [c for c in self.condition_list if c not in CONDITIONS]
+        if unknown:
+            raise UserError(f"'conditions': unknown {', '.join(unknown)} (known: {', '.join(CONDITIONS)})")
+
+    @property
+    def condition_list(self) -> list[str]:
+        return [c.strip() for c in self.conditions.split(",") if c.strip()]
+
+
+@dataclass(frozen=True)
+class Candidate:
+    model_id: str
+    logged_pass_at_1: float
+    run_id: str          # the campaign run
+    condition: str
+    seed: int
+    campaign: int
+    step: int
+    max_new_tokens: int  # the token limit its chain trained and evaluated with
+
+
+def candidates(store, config: PromoteConfig) -> list[Candidate]:
+    """Every checkpointed step of the selected chains, best logged pass@1 first, one per model."""
+    clauses = ["tags.`selfregress.kind` = 'chain'", "attributes.status = 'FINISHED'"]
+    if config.sweep_id:
+        clauses.append(f"tags.sweep_id = '{config.sweep_id}'")
+    if config.filter:
+        clauses.append(config.filter)
+    chains = [r for r in store.find_runs(" and ".join(clauses))
+              if not config.condition_list or r.data.tags["condition"] in config.condition_list]
+    best: dict[str, Candidate] = {}
+    for chain in chains:
+        tags = chain.data.tags
+        for record in campaign_records(store, tags["chain_id"]):
+            for step, model_id in record.checkpoints.items():
+                c = Candidate(model_id, record.pass_at_1[step], record.run_id, tags["condition"],
+                              int(tags["seed"]), record.index, step,
+                              int(chain.data.params.get("max_new_tokens", 96)))
+                # A campaign's step 0 is the previous campaign's checkpoint: keep its best showing.
+                if model_id not in best or c.logged_pass_at_1 > best[model_id].logged_pass_at_1:
+                    best[model_id] = c
+    return sorted(best.values(), key=lambda c: (-c.logged_pass_at_1, c.condition, c.seed, c.campaign, c.step))
+
+
+def promote(config: PromoteConfig, store, grader, log=print, attach_run_id: str | None = None) -> dict:
+    """Re-evaluate the top-k on the test split, register the winner; return its record."""
+    from selfregress.evaluation import evaluate
+    from selfregress.policy import load_policy
+    from selfregress.tasks import synthetic_splits
+
+    pool = candidates(store, config)
+    if not pool:
+        what = f"sweep {config.sweep_id}" if config.sweep_id else "this experiment"
+        raise UserError(f"promote: no checkpoints in the finished chains of {what}"
+                        f"{' for conditions ' + config.conditions if config.conditions else ''}: "
+                        "run `sweep` or `main` (with checkpoints=all or peaks) first")
+    test = synthetic_splits(seed=0).test[:config.test_tasks]
+    top = pool[:config.top_k]
+    with store.run("promote", "promote", params=vars(config), attach_run_id=attach_run_id) as run:
+        results = []
+        for rank, c in enumerate(top):
+            policy = load_policy(f"models:/{c.model_id}")
+            result = evaluate(policy, test, grader, samples=config.test_samples, temperature=1.0,
+                              max_new_tokens=c.max_new_tokens, seed=config.seed)
+            ci = bootstrap_ci(result.successes / result.samples, seed=config.seed)
+            results.append((c, ci))
+            run.log_metrics({"candidate/logged_pass_at_1": c.logged_pass_at_1,
+                             "candidate/test_pass_at_1": ci.mean}, step=rank)
+            log(f"candidate {rank}: {c.condition} s{c.seed} c{c.campaign} step {c.step}: logged "
+                f"{c.logged_pass_at_1:.3f}, test {ci.text(digits=1)} %")
+        winner, ci = max(results, key=lambda pair: pair[1].mean)   # ties: the better logged one
+        tags = {"source_run": winner.run_id, "condition": winner.condition, "seed": winner.seed,
+                "campaign": winner.campaign, "step": winner.step, "model_id": winner.model_id,
+                "logged_pass_at_1": f"{winner.logged_pass_at_1:.4f}", "test_pass_at_1": f"{ci.mean:.4f}",
+                "test_pass_at_1_ci95": f"[{ci.low:.4f}, {ci.high:.4f}]",
+                "test_split": f"synthetic test[:{config.test_tasks}] x {config.test_samples} samples"}
+        version = store.register(winner.model_id, config.name, config.alias, tags=tags)
+        run.set_tags({"promoted_version": version, "promoted_model_id": winner.model_id})
+        run.log_metrics({"champion/test_pass_at_1": ci.mean, "champion/test_ci_low": ci.low,
+                         "champion/test_ci_high": ci.high}, step=0)
+    return {"uri": f"models:/{config.name}@{config.alias}", "version": version, **tags}

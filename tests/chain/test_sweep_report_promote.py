@@ -1,0 +1,137 @@
+"""sweep -> report -> promote through the CLI, as a user runs them, against a real store.
+
+The same flow runs against sqlite here and against a real `mlflow server` in
+``test_tracking_server.py``; ``sweep_report_promote`` below is shared by both.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+
+import numpy as np
+import pytest
+
+from selfregress import metric_keys as K
+
+from .conftest import as_options, cli
+
+TINY_SWEEP = dict(campaigns=2, steps=2, batch_size=4, group_size=2, eval_tasks=12, eval_samples=2,
+                  max_new_tokens=64, lr=1e-3)
+
+
+def sweep_id_of(result) -> str:
+    match = re.search(r"^sweep_id: (\w+)$", result.stdout, re.M)
+    assert match, result.stdout + result.stderr
+    return match.group(1)
+
+
+def sweep_report_promote(store, model: str, tmp_path, **budget) -> dict:
+    """Run a 2x2 sweep in two goes (the second continues the first), the report and promote;
+    check what each wrote. Returns the ids for further checks."""
+    options = as_options({**TINY_SWEEP, **budget, "model": model, "workers": 2})
+
+    first = cli("sweep", "--conditions", "naive", "--seeds", "0", *options)
+    assert first.returncode == 0, first.stderr
+    whole = cli("sweep", "--conditions", "naive,es", "--seeds", "0,1", *options)
+    assert whole.returncode == 0, whole.stderr
+    sweep_id = sweep_id_of(whole)
+    assert sweep_id == sweep_id_of(first), "the same settings must name the same sweep"
+    assert "1 already finished, 3 to run" in whole.stderr
+
+    chains = store.find_runs(f"tags.`selfregress.kind` = 'chain' and tags.sweep_id = '{sweep_id}'")
+    assert sorted((r.data.tags["condition"], r.data.tags["seed"]) for r in chains) == [
+        ("es", "0"), ("es", "1"), ("naive", "0"), ("naive", "1")]
+    assert all(r.info.status == "FINISHED" for r in chains)
+    sweeps = {r.info.run_id: r for r in store.find_runs("tags.`selfregress.kind` = 'sweep'")}
+    assert len(sweeps) == 2 and all(r.info.status == "FINISHED" for r in sweeps.values())
+    assert all(r.data.tags["mlflow.parentRunId"] in sweeps for r in chains)
+
+    again = cli("sweep", "--conditions", "naive,es", "--seeds", "0,1", *options)
+    assert again.returncode == 0 and "4 already finished, 0 to run" in again.stderr
+    assert len(store.find_runs(f"tags.`selfregress.kind` = 'chain' and tags.sweep_id = '{sweep_id}'")) == 4
+
+    # ---- report: the table is recomputed from the chain runs' own summary metrics
+    out = tmp_path / "report"
+    report = cli("report", "--sweep_id", sweep_id, "--out", str(out), "--audit", "true", "--audit_repeats", "2")
+    assert report.returncode == 0, report.stderr
+    rows = {r["condition"]: r for r in csv.DictReader((out / "table.csv").open())}
+    ends = {c: [r.data.metrics[K.CHAIN_END] for r in chains if r.data.tags["condition"] == c]
+            for c in ("naive", "es")}
+    for condition in ("naive", "es"):
+        assert float(rows[condition]["end_mean"]) == pytest.approx(np.mean(ends[condition]))
+        assert float(rows[condition]["end_low"]) <= float(rows[condition]["end_mean"]) <= float(rows[condition]["end_high"])
+    by_seed = {(r.data.tags["condition"], r.data.tags["seed"]): r.data.metrics[K.CHAIN_END] for r in chains}
+    diffs = [by_seed[("es", s)] - by_seed[("naive", s)] for s in ("0", "1")]
+    assert float(rows["es"]["diff_mean"]) == pytest.approx(np.mean(diffs))
+    assert int(rows["es"]["improved"]) == sum(d > 0 for d in diffs) and rows["es"]["n_pairs"] == "2"
+    assert "| es | 2 |" in report.stdout and "| naive | 2 |" in report.stdout
+
+    audit = list(csv.DictReader((out / "audit.csv").open()))
+    campaigns = sum(1 for r in store.find_runs("tags.`selfregress.kind` = 'campaign'")
+                    if r.data.tags["chain_id"] in {c.data.tags["chain_id"] for c in chains}
+                    and r.info.status == "FINISHED")
+    assert len(audit) == campaigns
+    assert all(float(r["grader_consistency"]) == 1.0 for r in audit)
+    assert all(float(r["eval_noise_sd"]) >= 0 for r in audit)
+    assert "## Stability audit" in report.stdout
+
+    [report_run] = store.find_runs("tags.`selfregress.kind` = 'report'")
+    assert report_run.info.status == "FINISHED"
+    logged = {a.path for a in store.client.list_artifacts(report_run.info.run_id)}
+    assert {"report.md", "table.csv", "audit.csv", "pass_at_1_by_condition.png",
+            "campaign_start_peak_end.png", "diagnostics.png"} <= logged
+
+    # ---- promote: the winner of the test-split re-evaluation becomes selfregress@champion
+    promoted = cli("promote", "--sweep_id", sweep_id, "--top_k", "2", "--test_tasks", "16", "--test_samples", "2")
+    assert promoted.returncode == 0, promoted.stderr
+    assert promoted.stdout.lstrip().startswith("{"), promoted.stdout
+    record = json.loads(promoted.stdout)
+    version = store.client.get_model_version_by_alias("selfregress", "champion")
+    assert str(version.version) == record["version"]
+    assert {k: version.tags[k] for k in ("condition", "seed", "campaign", "step", "source_run")} == {
+        k: str(record[k]) for k in ("condition", "seed", "campaign", "step", "source_run")}
+    assert re.fullmatch(r"\[0\.\d{4}, [01]\.\d{4}\]", version.tags["test_pass_at_1_ci95"])
+    source = store.get_run(version.tags["source_run"])
+    assert source.data.tags["chain_id"] in {c.data.tags["chain_id"] for c in chains}
+    return {"sweep_id": sweep_id, "version": str(version.version)}
+
+
+def test_sweep_report_promote_on_sqlite(tmp_path, cli_store, tiny_base):
+    from selfregress.policy import load_policy, sample
+
+    sweep_report_promote(cli_store, tiny_base, tmp_path)
+    policy = load_policy("models:/selfregress@champion")       # the registry URI loads and generates
+    out = sample(policy, ["# Problem\nRead n and print n.\n# Solution\n"], n=2, temperature=1.0,
+                 top_p=1.0, max_new_tokens=16, seed=0)
+    assert len(out.texts) == 2
+
+
+def test_report_bad_input_is_one_line(cli_store, tiny_base, tmp_path):
+    empty = cli("report", "--experiment", "nothing-here", "--out", str(tmp_path / "r"))
+    assert empty.returncode == 2 and "Traceback" not in empty.stderr
+    assert empty.stderr.strip().splitlines() == [
+        "error: report: no finished chain runs in this experiment: run `sweep` or `main` first, "
+        "or check --experiment / --sweep_id"]
+
+    nothing = cli("promote", "--conditions", "kl")
+    assert nothing.returncode == 2 and "Traceback" not in nothing.stderr
+    assert "promote: no checkpoints" in nothing.stderr and len(nothing.stderr.strip().splitlines()) == 1
+    assert cli_store.find_runs("attributes.status = 'RUNNING'") == []
+
+    bad = cli("sweep", "--conditions", "naive,bogus")
+    assert bad.returncode == 2 and "'conditions' must list some of" in bad.stderr
+
+
+def test_report_with_a_condition_missing_for_pairing(cli_store, tiny_base, tmp_path):
+    """Only es chains, and one kl seed: the report says what is unpaired instead of crashing."""
+    options = as_options({**TINY_SWEEP, "campaigns": 1, "model": tiny_base, "workers": 2})
+    assert cli("sweep", "--conditions", "naive,es", "--seeds", "0", *options).returncode == 0
+    assert cli("sweep", "--conditions", "es", "--seeds", "1", *options).returncode == 0
+    result = cli("report", "--out", str(tmp_path / "r"))
+    assert result.returncode == 0, result.stderr
+    assert "- es: seeds 1 have no naive chain to pair with" in result.stdout
+    assert "| es | 2 |" in result.stdout
+    no_base = cli("report", "--out", str(tmp_path / "r2"), "--baseline", "grpo")
+    assert no_base.returncode == 0 and "No grpo chains were selected" in no_base.stdout
