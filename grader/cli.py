@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -117,9 +118,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def unquote_mlflow_argv(argv: list[str]) -> list[str]:
+    """Undo the second quoting of MLflow's Docker/Kubernetes backends.
+
+    They shlex-quote every token of an already-quoted command and run it without a shell, so an
+    empty value arrives as the two characters ``''`` and ``a b`` as ``'a b'``. A token that is
+    exactly ``shlex.quote`` of one word is that word; nothing else is touched.
+    """
+    out = []
+    for token in argv:
+        if token.startswith("'"):
+            try:
+                words = shlex.split(token)
+            except ValueError:
+                words = []
+            if len(words) == 1 and shlex.quote(words[0]) == token:
+                token = words[0]
+        out.append(token)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(unquote_mlflow_argv(sys.argv[1:] if argv is None else argv))
     if args.workers < 1:
         parser.error("--workers must be at least 1")
     try:

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from selfregress import metric_keys as K
+from selfregress.distributed import SINGLE, Dist
 from selfregress.evaluation import evaluate
 from selfregress.losses import (ADVANTAGES, distinct_ratio, ewc_penalty, kl_k3,
                                 policy_gradient_loss, update_ema)
@@ -107,8 +108,12 @@ class StepTimes:
 
 def train_step(policy, ref_model, optimizer, update: Update, tasks: Sequence, grader, *,
                group_size: int, temperature: float, top_p: float, max_new_tokens: int,
-               seed: int, times: StepTimes) -> dict[str, float]:
-    """Sample -> grade -> advantages -> loss -> optimizer step. Returns the train/* metrics."""
+               seed: int, times: StepTimes, dist: Dist = SINGLE) -> dict[str, float]:
+    """Sample -> grade -> advantages -> loss -> optimizer step. Returns the train/* metrics.
+
+    Under ``accelerate launch``, ``tasks`` is this process's share of the step's prompts; the
+    gradients are averaged across processes before the (identical) optimizer step.
+    """
     # 1-2. Generate G samples for each prompt of the batch.
     # The model stays in eval mode throughout: dropout off for sampling and the loss alike,
     # so the loss differentiates the same distribution that was sampled.
@@ -138,6 +143,7 @@ def train_step(policy, ref_model, optimizer, update: Update, tasks: Sequence, gr
     # 6. Optimizer step.
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
+    dist.average_gradients(policy.model.parameters())
     grad_norm = torch.nn.utils.clip_grad_norm_(policy.model.parameters(), 1.0)
     optimizer.step()
     t3 = time.perf_counter()
@@ -148,7 +154,7 @@ def train_step(policy, ref_model, optimizer, update: Update, tasks: Sequence, gr
     tokens = mask.sum().clamp(min=1)
     with torch.no_grad():
         kl = kl_k3(logprobs.detach(), ref_logprobs, mask).item()
-    return {
+    return dist.mean({
         K.TRAIN_REWARD_MEAN: rewards.mean().item(),
         K.TRAIN_ENTROPY: ((entropy.detach() * mask).sum() / tokens).item(),
         K.TRAIN_KL_TO_START: kl,
@@ -156,7 +162,7 @@ def train_step(policy, ref_model, optimizer, update: Update, tasks: Sequence, gr
         K.TRAIN_GRAD_NORM: float(grad_norm),
         K.TRAIN_RESPONSE_LENGTH: mask.sum(dim=1).float().mean().item(),
         K.TRAIN_DISTINCT_RATIO: distinct_ratio(programs),
-    }
+    })
 
 
 def make_update(condition_update: str, *, kl_beta: float, ewc_lambda: float, baseline: str,
@@ -182,10 +188,16 @@ def frozen_copy(model):
 
 
 def evaluate_step(policy, eval_tasks, grader, *, samples: int, temperature: float, top_p: float,
-                  max_new_tokens: int, seed: int, times: StepTimes) -> dict[str, float]:
+                  max_new_tokens: int, seed: int, times: StepTimes, dist: Dist = SINGLE) -> dict[str, float]:
+    """Held-out pass@1; under ``accelerate launch`` each process evaluates a share of the tasks
+    and the counts are gathered, so every process returns the same numbers."""
     t0 = time.perf_counter()
-    result = evaluate(policy, eval_tasks, grader, samples=samples, temperature=temperature,
-                      top_p=top_p, max_new_tokens=max_new_tokens, seed=seed)
+    result = evaluate(policy, dist.shard(eval_tasks), grader, samples=samples, temperature=temperature,
+                      top_p=top_p, max_new_tokens=max_new_tokens, seed=seed + 7919 * dist.rank)
+    successes, trials = result.successes.sum(), result.trials
+    if dist.world > 1:
+        counts = dist.gather((int(successes), trials))
+        successes, trials = sum(c[0] for c in counts), sum(c[1] for c in counts)
     times.evaluation += time.perf_counter() - t0
-    return {K.PASS_AT_1: result.pass_at_1, K.EVAL_SUCCESSES: float(result.successes.sum()),
-            K.EVAL_TRIALS: float(result.trials)}
+    return {K.PASS_AT_1: float(successes / max(trials, 1)), K.EVAL_SUCCESSES: float(successes),
+            K.EVAL_TRIALS: float(trials)}

@@ -26,6 +26,7 @@ from selfregress.campaign import (StepTimes, evaluate_step, frozen_copy, make_up
                                   train_step)
 from selfregress.config import as_params, option, require_at_least_one
 from selfregress.controllers import CONTROLLERS, CampaignRecord, Decision
+from selfregress.distributed import SINGLE, Dist
 from selfregress.errors import UserError
 from selfregress.policy import build_prompt, load_policy, sample
 from selfregress.tracking import same_param
@@ -239,67 +240,19 @@ def wants_checkpoint(config: ChainConfig, curve: list[float]) -> bool:
 
 
 def run_campaign(config: ChainConfig, store, grader, chain_run, chain_id: str, index: int,
-                 plan: Plan, records: list[CampaignRecord], rl_tasks, eval_tasks, progress) -> CampaignRecord:
-    from selfregress.controllers import es_should_stop
-
+                 plan: Plan, records: list[CampaignRecord], rl_tasks, eval_tasks, progress,
+                 dist: Dist = SINGLE) -> CampaignRecord:
+    """One campaign on the main process: its run, its steps, its checkpoints, its decision."""
     policy = load_policy(plan.start_model)
     start_id = store.model_id(plan.start_model)
-    lr = config.lr * plan.lr_multiplier
     tags = {"campaign": index, "chain_id": chain_id, "condition": config.condition,
             "seed": config.seed, "controller/start_model": plan.start_model,
             "controller/start_model_id": start_id or ""}
-    params = {"budget": plan.budget, "lr": lr, "lr_multiplier": plan.lr_multiplier}
+    params = {"budget": plan.budget, "lr": config.lr * plan.lr_multiplier, "lr_multiplier": plan.lr_multiplier}
     with store.run(f"{config.condition}-s{config.seed}-c{index}", "campaign", parent=chain_run,
                    tags=tags, params=params) as run:
-        times = StepTimes()
-        ref_model = frozen_copy(policy.model)
-        fisher_batch = None
-        if config.update == "ewc":
-            rng = np.random.default_rng(step_seed(config.seed, index, 0, FISHER))
-            chosen = rng.choice(len(rl_tasks), size=min(config.fisher_samples, len(rl_tasks)), replace=False)
-            prompts = [build_prompt(policy.tokenizer, rl_tasks[i].prompt, rl_tasks[i].starter_code) for i in chosen]
-            fisher_batch = sample(policy, prompts, n=1, temperature=config.temperature, top_p=config.top_p,
-                                  max_new_tokens=config.max_new_tokens, seed=step_seed(config.seed, index, 0, FISHER))
-        update = make_update(config.update, kl_beta=config.kl_beta, ewc_lambda=config.ewc_lambda,
-                             baseline=config.baseline, policy=policy, fisher_samples=fisher_batch)
-        optimizer = torch.optim.AdamW(policy.model.parameters(), lr=lr)
-        evaluation = dict(samples=config.eval_samples, temperature=config.temperature,
-                          top_p=config.top_p, max_new_tokens=config.max_new_tokens, times=times)
-
-        # Step 0: re-evaluate the start checkpoint (CARE's evidence; ES's first candidate peak).
-        metrics = evaluate_step(policy, eval_tasks, grader, seed=step_seed(config.seed, index, 0, EVAL), **evaluation)
-        curve = [metrics[K.PASS_AT_1]]
-        model_id = start_id
-        if model_id is None:  # a folder or hub id: log it once so that every start is traceable
-            model_id = save_checkpoint(run, policy, index, 0)
-        else:
-            store.link_checkpoint(run.run_id, model_id, 0)
-        run.log_metrics(metrics, step=0, model_id=model_id)
-        progress.step(index, 0, plan.budget, curve[0], None)
-
-        saved_step = 0
-        for step in range(1, plan.budget + 1):
-            rng = np.random.default_rng(step_seed(config.seed, index, step, TRAIN))
-            batch = [rl_tasks[i] for i in rng.choice(len(rl_tasks), size=config.batch_size,
-                                                     replace=config.batch_size > len(rl_tasks))]
-            train = train_step(policy, ref_model, optimizer, update, batch, grader,
-                               group_size=config.group_size, temperature=config.temperature,
-                               top_p=config.top_p, max_new_tokens=config.max_new_tokens,
-                               seed=step_seed(config.seed, index, step, TRAIN), times=times)
-            metrics = evaluate_step(policy, eval_tasks, grader,
-                                    seed=step_seed(config.seed, index, step, EVAL), **evaluation)
-            curve.append(metrics[K.PASS_AT_1])
-            stop = es_should_stop(curve, config.es_patience, config.es_min_delta) if config.controller == "es" else False
-            model_id = None
-            t0 = time.perf_counter()
-            if wants_checkpoint(config, curve) or step == plan.budget or stop:
-                model_id, saved_step = save_checkpoint(run, policy, index, step), step
-            run.log_metrics({**train, **metrics}, step=step, model_id=model_id)
-            times.tracking += time.perf_counter() - t0
-            progress.step(index, step, plan.budget, curve[-1], train[K.TRAIN_REWARD_MEAN])
-            if stop:
-                break
-        assert saved_step == len(curve) - 1  # the last step is always a checkpoint: the next start may need it
+        times = train_campaign(config, policy, grader, index, plan, rl_tasks, eval_tasks, dist,
+                               CampaignLog(config, run, store, policy, index, start_id, progress, plan.budget))
 
         # The decision is computed from what MLflow now holds, and logged on this run.
         record = read_campaign(store, store.get_run(run.run_id))
@@ -307,8 +260,85 @@ def run_campaign(config: ChainConfig, store, grader, chain_run, chain_id: str, i
         run.set_tags(decision.tags())
         run.log_metrics({**decision.metrics(), **{f"time/{k}": v for k, v in vars(times).items()}},
                         step=record.last_step)
-        progress.campaign_done(index, curve, decision.decision)
+        progress.campaign_done(index, record.pass_at_1, decision.decision)
     return read_campaign(store, store.get_run(run.run_id))
+
+
+class CampaignLog:
+    """What the main process writes while a campaign runs: metrics, checkpoints, progress."""
+
+    def __init__(self, config: ChainConfig, run, store, policy, index: int, start_id: str | None,
+                 progress, budget: int):
+        self.config, self.run, self.store, self.policy = config, run, store, policy
+        self.index, self.start_id, self.progress, self.budget = index, start_id, progress, budget
+        self.saved_step = 0
+
+    def start(self, metrics: dict[str, float]) -> None:
+        """Step 0: the start checkpoint, linked (or logged once if it is a folder or hub id)."""
+        model_id = self.start_id
+        if model_id is None:  # a folder or hub id: log it once so that every start is traceable
+            model_id = save_checkpoint(self.run, self.policy, self.index, 0)
+        else:
+            self.store.link_checkpoint(self.run.run_id, model_id, 0)
+        self.run.log_metrics(metrics, step=0, model_id=model_id)
+        self.progress.step(self.index, 0, self.budget, metrics[K.PASS_AT_1], None)
+
+    def step(self, step: int, train: dict[str, float], metrics: dict[str, float], curve: list[float],
+             last: bool, times: StepTimes) -> None:
+        t0 = time.perf_counter()
+        model_id = None
+        if wants_checkpoint(self.config, curve) or last:
+            model_id, self.saved_step = save_checkpoint(self.run, self.policy, self.index, step), step
+        self.run.log_metrics({**train, **metrics}, step=step, model_id=model_id)
+        times.tracking += time.perf_counter() - t0
+        self.progress.step(self.index, step, self.budget, curve[-1], train[K.TRAIN_REWARD_MEAN])
+
+
+def train_campaign(config: ChainConfig, policy, grader, index: int, plan: Plan, rl_tasks, eval_tasks,
+                   dist: Dist, log: CampaignLog | None) -> StepTimes:
+    """The step loop, the same on every process; ``log`` is None except on the main process."""
+    from selfregress.controllers import es_should_stop
+
+    times = StepTimes()
+    ref_model = frozen_copy(policy.model)
+    fisher_batch = None
+    if config.update == "ewc":
+        rng = np.random.default_rng(step_seed(config.seed, index, 0, FISHER))
+        chosen = rng.choice(len(rl_tasks), size=min(config.fisher_samples, len(rl_tasks)), replace=False)
+        prompts = [build_prompt(policy.tokenizer, rl_tasks[i].prompt, rl_tasks[i].starter_code) for i in chosen]
+        fisher_batch = sample(policy, prompts, n=1, temperature=config.temperature, top_p=config.top_p,
+                              max_new_tokens=config.max_new_tokens, seed=step_seed(config.seed, index, 0, FISHER))
+    update = make_update(config.update, kl_beta=config.kl_beta, ewc_lambda=config.ewc_lambda,
+                         baseline=config.baseline, policy=policy, fisher_samples=fisher_batch)
+    optimizer = torch.optim.AdamW(policy.model.parameters(), lr=config.lr * plan.lr_multiplier)
+    evaluation = dict(samples=config.eval_samples, temperature=config.temperature,
+                      top_p=config.top_p, max_new_tokens=config.max_new_tokens, times=times, dist=dist)
+
+    # Step 0: re-evaluate the start checkpoint (CARE's evidence; ES's first candidate peak).
+    metrics = evaluate_step(policy, eval_tasks, grader, seed=step_seed(config.seed, index, 0, EVAL), **evaluation)
+    curve = [metrics[K.PASS_AT_1]]
+    if log:
+        log.start(metrics)
+
+    for step in range(1, plan.budget + 1):
+        rng = np.random.default_rng(step_seed(config.seed, index, step, TRAIN))
+        batch = [rl_tasks[i] for i in rng.choice(len(rl_tasks), size=config.batch_size,
+                                                 replace=config.batch_size > len(rl_tasks))]
+        train = train_step(policy, ref_model, optimizer, update, dist.shard(batch), grader,
+                           group_size=config.group_size, temperature=config.temperature,
+                           top_p=config.top_p, max_new_tokens=config.max_new_tokens,
+                           seed=step_seed(config.seed, index, step, TRAIN) + dist.rank, times=times, dist=dist)
+        metrics = evaluate_step(policy, eval_tasks, grader,
+                                seed=step_seed(config.seed, index, step, EVAL), **evaluation)
+        curve.append(metrics[K.PASS_AT_1])
+        stop = es_should_stop(curve, config.es_patience, config.es_min_delta) if config.controller == "es" else False
+        if log:
+            log.step(step, train, metrics, curve, last=step == plan.budget or stop, times=times)
+        if stop:
+            break
+    # The last step is always a checkpoint: the next start may need it.
+    assert log is None or log.saved_step == len(curve) - 1
+    return times
 
 
 def save_checkpoint(run, policy, index: int, step: int) -> str:
@@ -355,11 +385,21 @@ def supersede_unfinished(store, chain_id: str) -> None:
 
 
 def run_chain(config: ChainConfig, store, grader, base_model: str, log=print,
-              attach_run_id: str | None = None, parent=None, sweep_id: str = "") -> str:
-    """Run (or resume) one chain to the end. Returns its chain_id."""
+              attach_run_id: str | None = None, parent=None, sweep_id: str = "",
+              dist: Dist = SINGLE) -> str:
+    """Run (or resume) one chain to the end. Returns its chain_id.
+
+    Under ``accelerate launch`` only the main process (``store`` is None elsewhere) reads and
+    writes MLflow; it sends every other process each campaign's plan, and they train along.
+    """
     from selfregress.progress import Progress
 
     rl_tasks, eval_tasks = split_tasks(config)
+    if config.batch_size % dist.world:
+        raise UserError(f"batch_size={config.batch_size} must be a multiple of the {dist.world} "
+                        "training processes, so that every process gets the same number of prompts")
+    if not dist.is_main:
+        return follow_chain(config, grader, rl_tasks, eval_tasks, dist)
     if config.resume.lower() != "false":
         previous = find_chain_to_resume(store, config)
         chain_id = previous.data.tags["chain_id"]
@@ -373,8 +413,8 @@ def run_chain(config: ChainConfig, store, grader, base_model: str, log=print,
     else:
         chain_id = uuid.uuid4().hex[:12]
         context = store.run(f"{config.condition}-s{config.seed}", "chain",
-                            tags=chain_tags(config, chain_id, base_model if config.model == "base" else config.model,
-                                            sweep_id),
+                            tags={**chain_tags(config, chain_id, base_model if config.model == "base" else config.model,
+                                               sweep_id), "selfregress.processes": str(dist.world)},
                             params=as_params(config), attach_run_id=attach_run_id, parent=parent)
     with context as chain_run:
         supersede_unfinished(store, chain_id)
@@ -383,8 +423,20 @@ def run_chain(config: ChainConfig, store, grader, base_model: str, log=print,
         progress = Progress(config.campaigns)
         while len(records) < config.campaigns:
             plan = next_plan(records, config, base_model)
+            dist.broadcast(("campaign", len(records), plan))
             records.append(run_campaign(config, store, grader, chain_run, chain_id, len(records), plan,
-                                        records, rl_tasks, eval_tasks, progress))
+                                        records, rl_tasks, eval_tasks, progress, dist))
             sync_chain_curve(store, chain_run, records)
+        dist.broadcast(("done", chain_id, None))
         chain_run.log_metrics(chain_summary(records), step=sum(len(r.pass_at_1) for r in records) - 1)
     return chain_id
+
+
+def follow_chain(config: ChainConfig, grader, rl_tasks, eval_tasks, dist: Dist) -> str:
+    """A non-main process: train each campaign the main process announces; log nothing."""
+    while True:
+        kind, index, plan = dist.broadcast()
+        if kind == "done":
+            return index   # the chain_id
+        train_campaign(config, load_policy(plan.start_model), grader, index, plan, rl_tasks, eval_tasks,
+                       dist, log=None)

@@ -104,16 +104,22 @@ def cmd_main(args: argparse.Namespace) -> None:
     from selfregress.bootstrap import ensure_base_model
     from selfregress.tracking import connect
 
+    from selfregress import distributed
     from selfregress.tracking import Run
 
-    store = connect(args.experiment, _entry_run_id())
-    parent = Run(store, args.parent_run_id) if args.parent_run_id else None
+    dist = distributed.current()   # several processes under `accelerate launch`; only rank 0 uses MLflow
+    store = connect(args.experiment, _entry_run_id()) if dist.is_main else None
+    parent = Run(store, args.parent_run_id) if args.parent_run_id and store else None
     with Grader(workers=config.workers) as grader:
-        base = ensure_base_model(store, grader, _log) if config.model == "base" else config.model
+        base = config.model
+        if config.model == "base" and dist.is_main:
+            base = ensure_base_model(store, grader, _log)
+        base = dist.broadcast(base)
         chain_id = run_chain(config, store, grader, base, _log, attach_run_id=_entry_run_id(),
-                             parent=parent, sweep_id=args.sweep_id)
-    print(f"chain_id: {chain_id}")
-    _log(f"runs: {store.ui_link()}")
+                             parent=parent, sweep_id=args.sweep_id, dist=dist)
+    if dist.is_main:
+        print(f"chain_id: {chain_id}")
+        _log(f"runs: {store.ui_link()}")
 
 
 def cmd_sweep(args: argparse.Namespace) -> None:
@@ -226,8 +232,15 @@ def user_errors() -> tuple[type[BaseException], ...]:
     return tuple(errors)
 
 
+def parse_argv(argv: list[str] | None = None) -> argparse.Namespace:
+    """Parse a command line, as typed or as MLflow's Docker/Kubernetes backends pass it."""
+    from grader.cli import unquote_mlflow_argv
+
+    return build_parser().parse_args(unquote_mlflow_argv(sys.argv[1:] if argv is None else argv))
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_argv(argv)
     from selfregress.tracking import Terminated, install_sigterm_handler
 
     install_sigterm_handler()

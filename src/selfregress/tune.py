@@ -82,6 +82,16 @@ def check_storage(storage: str, tracking_uri: str) -> None:
                         "own file, e.g. -P storage=sqlite:///optuna.db")
 
 
+def redacted(url: str) -> str:
+    """A storage URL without its password, for the record (postgresql://u:***@host/db)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@", 1)))
+
+
 def suggest(trial, controller: str) -> dict[str, float | int]:
     params = {}
     for name, (kind, low, high) in SPACES[controller].items():
@@ -114,7 +124,8 @@ def run_study(config: TuneConfig, store, grader, base_model: str, log=print,
     existing = store.find_runs(f"tags.`selfregress.kind` = 'tune' and tags.study_name = '{config.name}'")
     attach = existing[0].info.run_id if existing else attach_run_id
     params = {k: v for k, v in vars(config).items() if k != "out"}
-    with store.run(f"tune-{config.name}", "tune", tags={"study_name": config.name, "storage": config.storage},
+    params["storage"] = redacted(config.storage)
+    with store.run(f"tune-{config.name}", "tune", tags={"study_name": config.name, "storage": redacted(config.storage)},
                    params=params if not existing else None, attach_run_id=attach) as study_run:
 
         def objective(trial) -> float:

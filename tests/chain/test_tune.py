@@ -73,3 +73,10 @@ def test_tune_bad_input(options, message, cli_store, tmp_path, monkeypatch):
     result = cli("tune", *as_options(options))
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert message in result.stderr
+
+
+def test_storage_password_is_not_logged():
+    from selfregress.tune import redacted
+
+    assert redacted("postgresql://optuna:s3cret@db:5432/optuna") == "postgresql://optuna:***@db:5432/optuna"
+    assert redacted("sqlite:///optuna.db") == "sqlite:///optuna.db"
