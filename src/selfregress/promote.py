@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from selfregress.chain import CONDITIONS, campaign_records
 from selfregress.config import option
 from selfregress.errors import UserError
+from selfregress.report import search_chains
 from selfregress.stats import bootstrap_ci
 
 MODEL_NAME = "selfregress"
@@ -59,17 +60,13 @@ class Candidate:
     seed: int
     campaign: int
     step: int
-    max_new_tokens: int  # the token limit its chain trained and evaluated with
+    max_new_tokens: int  # the token limit and temperature its chain trained and evaluated with
+    temperature: float
 
 
 def candidates(store, config: PromoteConfig) -> list[Candidate]:
     """Every checkpointed step of the selected chains, best logged pass@1 first, one per model."""
-    clauses = ["tags.`selfregress.kind` = 'chain'", "attributes.status = 'FINISHED'"]
-    if config.sweep_id:
-        clauses.append(f"tags.sweep_id = '{config.sweep_id}'")
-    if config.filter:
-        clauses.append(config.filter)
-    chains = [r for r in store.find_runs(" and ".join(clauses))
+    chains = [r for r in search_chains(store.find_runs, config.sweep_id, config.filter)
               if not config.condition_list or r.data.tags["condition"] in config.condition_list]
     best: dict[str, Candidate] = {}
     for chain in chains:
@@ -78,7 +75,8 @@ def candidates(store, config: PromoteConfig) -> list[Candidate]:
             for step, model_id in record.checkpoints.items():
                 c = Candidate(model_id, record.pass_at_1[step], record.run_id, tags["condition"],
                               int(tags["seed"]), record.index, step,
-                              int(chain.data.params.get("max_new_tokens", 96)))
+                              int(chain.data.params.get("max_new_tokens", 96)),
+                              float(chain.data.params.get("temperature", 1.0)))
                 # A campaign's step 0 is the previous campaign's checkpoint: keep its best showing.
                 if model_id not in best or c.logged_pass_at_1 > best[model_id].logged_pass_at_1:
                     best[model_id] = c
@@ -103,7 +101,7 @@ def promote(config: PromoteConfig, store, grader, log=print, attach_run_id: str 
         results = []
         for rank, c in enumerate(top):
             policy = load_policy(f"models:/{c.model_id}")
-            result = evaluate(policy, test, grader, samples=config.test_samples, temperature=1.0,
+            result = evaluate(policy, test, grader, samples=config.test_samples, temperature=c.temperature,
                               max_new_tokens=c.max_new_tokens, seed=config.seed)
             ci = bootstrap_ci(result.successes / result.samples, seed=config.seed)
             results.append((c, ci))

@@ -65,17 +65,23 @@ class Chain:
         return [points[s] for s in sorted(points)]
 
 
+def search_chains(search, sweep_id: str, extra: str):
+    """FINISHED chain runs (of one sweep, and matching an extra MLflow filter) via ``search``."""
+    clauses = ["tags.`selfregress.kind` = 'chain'", "attributes.status = 'FINISHED'"]
+    if sweep_id:
+        clauses.append(f"tags.sweep_id = '{sweep_id}'")
+    if extra:
+        clauses.append(extra)
+    try:
+        return search(" and ".join(clauses))
+    except Exception as e:  # a malformed user filter: MlflowException, or a REST error
+        raise UserError(f"MLflow refused the run filter ({str(e).splitlines()[0][:200]}): check "
+                        f"sweep_id={sweep_id!r} and filter={extra!r}") from None
+
+
 def load_chains(store, config: ReportConfig) -> list[Chain]:
     """The newest FINISHED chain per (condition, seed) that matches the selection."""
-    clauses = ["tags.`selfregress.kind` = 'chain'", "attributes.status = 'FINISHED'"]
-    if config.sweep_id:
-        clauses.append(f"tags.sweep_id = '{config.sweep_id}'")
-    if config.filter:
-        clauses.append(config.filter)
-    try:
-        frame = store.runs_frame(" and ".join(clauses))
-    except Exception as e:  # a malformed user filter
-        raise UserError(f"report: MLflow refused the filter {config.filter!r}: {str(e).splitlines()[0][:200]}") from None
+    frame = search_chains(store.runs_frame, config.sweep_id, config.filter)
     if frame.empty:
         where = f"sweep {config.sweep_id}" if config.sweep_id else "this experiment"
         raise UserError(f"report: no finished chain runs in {where}: run `sweep` or `main` first, "
@@ -247,6 +253,10 @@ def audit(chains: list[Chain], grader, repeats: int, log=print) -> list[dict]:
         for record, train in zip(chain.records, chain.train):
             peak_step = int(np.argmax(record.pass_at_1))
             end_step = record.last_step
+            if peak_step not in record.checkpoints:   # checkpoints=none keeps only campaign ends
+                log(f"audit {chain.condition} s{chain.seed} c{record.index}: no checkpoint at the "
+                    f"peak (step {peak_step}); skipped")
+                continue
             scores, same, graded = {}, 0, 0
             for name, step in (("peak", peak_step), ("end", end_step)):
                 policy = load_policy(f"models:/{record.checkpoints[step]}")

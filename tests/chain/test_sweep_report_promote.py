@@ -130,5 +130,9 @@ def test_report_bad_input_is_one_line(cli_store, tiny_base, tmp_path):
     assert "promote: no checkpoints" in nothing.stderr and len(nothing.stderr.strip().splitlines()) == 1
     assert cli_store.find_runs("attributes.status = 'RUNNING'") == []
 
+    malformed = cli("report", "--filter", "tags.model = = 'x'", "--out", str(tmp_path / "r"))
+    assert malformed.returncode == 2 and "Traceback" not in malformed.stderr
+    assert malformed.stderr.startswith("error: MLflow refused the run filter")
+
     bad = cli("sweep", "--conditions", "naive,bogus")
     assert bad.returncode == 2 and "'conditions' must list some of" in bad.stderr
