@@ -197,12 +197,12 @@ def plot_all(chains: list[Chain], folder: Path, resamples: int, seed: int) -> li
 
     fig, axes = plt.subplots(3, 1, figsize=(10, 9), sharex=True)
     for condition, runs in by.items():
-        axes[0].plot(np.nanmean(_ragged([c.curve for c in runs]), axis=0), label=condition)
+        axes[0].plot(_column_means([c.curve for c in runs]), label=condition)
         for ax, key in zip(axes[1:], (K.TRAIN_ENTROPY, K.TRAIN_DISTINCT_RATIO)):
-            ax.plot(np.nanmean(_ragged([global_series(c, key) for c in runs]), axis=0), label=condition)
+            ax.plot(_column_means([global_series(c, key) for c in runs]), label=condition)
     for ax, label in zip(axes, ("pass@1", K.TRAIN_ENTROPY, K.TRAIN_DISTINCT_RATIO)):
         ax.set_ylabel(label)
-    axes[0].set_title("collapse shows in entropy and distinct programs first (means over seeds)")
+    axes[0].set_title("pass@1 beside the policy's entropy and its share of distinct programs (means over seeds)")
     axes[-1].set_xlabel("global step")
     axes[0].legend()
     paths.append(_save(fig, folder / "diagnostics.png"))
@@ -218,12 +218,15 @@ def global_series(chain: Chain, key: str) -> list[float]:
     return out
 
 
-def _ragged(curves: list[list[float]]) -> np.ndarray:
+def _column_means(curves: list[list[float]]) -> np.ndarray:
+    """The mean at each position over the curves that have a value there (NaN where none does)."""
     length = max((len(c) for c in curves), default=0)
-    out = np.full((max(len(curves), 1), length), np.nan)
+    table = np.full((max(len(curves), 1), length), np.nan)
     for i, c in enumerate(curves):
-        out[i, :len(c)] = c
-    return out
+        table[i, :len(c)] = c
+    counts = (~np.isnan(table)).sum(axis=0)
+    sums = np.nansum(table, axis=0)
+    return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
 
 
 def _save(fig, path: Path) -> Path:

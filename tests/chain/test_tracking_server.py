@@ -78,7 +78,7 @@ def test_sweep_report_promote_against_a_server(mlflow_server, tmp_path, tiny_bas
     url = mlflow_server
     store = connect("selfregress")
     assert store.uri == url
-    ids = sweep_report_promote(store, tiny_base, tmp_path, campaigns=1)
+    ids = sweep_report_promote(store, tiny_base, tmp_path, audit=False, campaigns=1, steps=1)  # audit: sqlite test
 
     # What a team would see through the server's REST API.
     experiment = rest(url, "experiments/get-by-name?experiment_name=selfregress")["experiment"]
