@@ -5,7 +5,8 @@ Reads: the tracking store (which chains already finished). Writes: a sweep run
 
 Runs are the cache. A chain that already FINISHED in the experiment with the same resolved
 configuration (``selfregress.config_hash``) and code version (``selfregress.code_version``) is
-skipped, so an interrupted sweep continues where it stopped when the same command runs again.
+skipped, and one that was killed mid-way is resumed (its finished campaigns are kept), so an
+interrupted sweep continues where it stopped when the same command runs again.
 The default ``sweep_id`` is itself a hash of the shared settings and the code version: the
 same command names the same sweep, and a sweep of a few conditions fills in part of a bigger one.
 """
@@ -100,12 +101,25 @@ def default_sweep_id(jobs: list[Job]) -> str:
     return hashlib.sha256(f"{shared}{code_version()}".encode()).hexdigest()[:10]
 
 
-def finished_chain(store, job: Job) -> str | None:
-    """The run id of a FINISHED chain with this job's configuration and the current code, if any."""
-    runs = store.find_runs(f"tags.`selfregress.kind` = 'chain' and attributes.status = 'FINISHED' "
+def same_chains(store, job: Job, status: str) -> list:
+    """Chain runs with this job's configuration and the current code, newest first
+    (``status``: an MLflow clause on ``attributes.status``, e.g. "= 'FINISHED'")."""
+    return store.find_runs(f"tags.`selfregress.kind` = 'chain' and attributes.status {status} "
                            f"and tags.`selfregress.config_hash` = '{config_hash(job.config)}' "
                            f"and tags.`selfregress.code_version` = '{code_version()}'")
+
+
+def finished_chain(store, job: Job) -> str | None:
+    """The run id of a FINISHED chain with this job's configuration and the current code, if any."""
+    runs = same_chains(store, job, "= 'FINISHED'")
     return runs[0].info.run_id if runs else None
+
+
+def chain_to_resume(store, job: Job) -> str | None:
+    """The chain_id of the newest unfinished chain of this job (killed mid-sweep), if any: the
+    sweep resumes it, so its finished campaigns are not run again."""
+    runs = same_chains(store, job, "!= 'FINISHED'")
+    return runs[0].data.tags["chain_id"] if runs else None
 
 
 def run_sweep(config: SweepConfig, store, log=print, attach_run_id: str | None = None) -> dict[str, int]:
@@ -126,7 +140,10 @@ def run_sweep(config: SweepConfig, store, log=print, attach_run_id: str | None =
                    attach_run_id=attach_run_id) as sweep_run:
 
         def run_one(job: Job) -> None:
-            code = run_chain_process(job, sweep_id, sweep_run.run_id, experiment, grader_workers, log)
+            resume = chain_to_resume(store, job)
+            if resume:
+                log(f"sweep {sweep_id}: {job.condition} seed {job.seed}: resuming chain {resume}")
+            code = run_chain_process(job, sweep_id, sweep_run.run_id, experiment, grader_workers, log, resume)
             with lock:
                 counts["finished" if code == 0 else "failed"] += 1
                 done = counts["finished"] + counts["failed"]
@@ -145,9 +162,9 @@ def run_sweep(config: SweepConfig, store, log=print, attach_run_id: str | None =
 
 
 def run_chain_process(job: Job, sweep_id: str, parent_run_id: str, experiment: str, grader_workers: int,
-                      log) -> int:
+                      log, resume: str | None = None) -> int:
     """One chain as its own `python -m selfregress main` process; its lines are prefixed and relayed."""
-    options = {**job.options, "workers": str(grader_workers)}
+    options = {**job.options, "workers": str(grader_workers), **({"resume": resume} if resume else {})}
     command = [sys.executable, "-m", "selfregress", "main", "--experiment", experiment,
                "--sweep_id", sweep_id, "--parent_run_id", parent_run_id,
                *[item for k, v in options.items() for item in (f"--{k}", v)]]

@@ -143,3 +143,34 @@ def test_report_bad_input_is_one_line(cli_store, tiny_base, tmp_path):
 
     bad = cli("sweep", "--conditions", "naive,bogus")
     assert bad.returncode == 2 and "'conditions' must list some of" in bad.stderr
+
+
+def test_sweep_finds_what_to_skip_and_what_to_resume(mlflow_store):
+    """The cache lookup on a real store: FINISHED chains of the same settings and code are
+    skipped, the newest unfinished one is resumed, and other settings or code match nothing."""
+    from selfregress.chain import chain_tags
+    from selfregress.sweep import SweepConfig, chain_to_resume, finished_chain, plan_jobs
+
+    [job] = plan_jobs(SweepConfig(conditions="es", seeds="3"))
+    [other] = plan_jobs(SweepConfig(conditions="es", seeds="3", steps=7))
+
+    def chain(job, chain_id, status, code=None):
+        tags = chain_tags(job.config, chain_id, "m")
+        if code:
+            tags["selfregress.code_version"] = code
+        run = mlflow_store.client.create_run(mlflow_store.experiment_id,
+                                             tags={"selfregress.kind": "chain", **tags})
+        if status != "RUNNING":
+            mlflow_store.client.set_terminated(run.info.run_id, status)
+        return run.info.run_id
+
+    assert finished_chain(mlflow_store, job) is None and chain_to_resume(mlflow_store, job) is None
+    chain(job, "killed1", "KILLED")
+    chain(job, "running2", "RUNNING")            # a SIGKILL leaves the run RUNNING
+    chain(other, "otherconf", "RUNNING")
+    chain(job, "oldcode", "FINISHED", code="0123456789ab")
+    assert chain_to_resume(mlflow_store, job) == "running2"
+    assert finished_chain(mlflow_store, job) is None
+    done = chain(job, "done3", "FINISHED")
+    assert finished_chain(mlflow_store, job) == done
+    assert chain_to_resume(mlflow_store, other) == "otherconf"
