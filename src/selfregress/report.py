@@ -141,7 +141,7 @@ def markdown_table(rows: list[Row], baseline: str) -> str:
              "|---|---|---|---|---|---|---|"]
     for r in rows:
         diff = "-" if r.condition == baseline or r.diff.n == 0 else r.diff.text()
-        improved = "-" if r.condition == baseline else f"{r.improved}/{r.diff.n}"
+        improved = "-" if r.condition == baseline or r.diff.n == 0 else f"{r.improved}/{r.diff.n}"
         lines.append(f"| {r.condition} | {len(r.seeds)} | {r.end.text()} | {diff} | {improved} "
                      f"| {r.gap * 100:.1f} | {r.peak * 100:.1f} |")
     notes = [f"- {r.condition}: seeds {', '.join(map(str, r.unpaired))} have no {baseline} chain to pair with"

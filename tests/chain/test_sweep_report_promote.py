@@ -108,21 +108,11 @@ def check_audit(store, chains, out, report, logged) -> None:
 def test_sweep_report_promote_on_sqlite(tmp_path, cli_store, tiny_base):
     from selfregress.policy import load_policy, sample
 
-    ids = sweep_report_promote(cli_store, tiny_base, tmp_path)
+    sweep_report_promote(cli_store, tiny_base, tmp_path)
     policy = load_policy("models:/selfregress@champion")       # the registry URI loads and generates
     out = sample(policy, ["# Problem\nRead n and print n.\n# Solution\n"], n=2, temperature=1.0,
                  top_p=1.0, max_new_tokens=16, seed=0)
     assert len(out.texts) == 2
-
-    # An es chain with no naive partner: the report says what is unpaired instead of crashing.
-    options = as_options({**TINY_SWEEP, "campaigns": 1, "model": tiny_base, "workers": 2})
-    assert cli("sweep", "--conditions", "es", "--seeds", "2", *options).returncode == 0
-    result = cli("report", "--out", str(tmp_path / "all"))
-    assert result.returncode == 0, result.stderr
-    assert "- es: seeds 2 have no naive chain to pair with" in result.stdout
-    assert "| es | 3 |" in result.stdout and ids["sweep_id"]
-    no_base = cli("report", "--out", str(tmp_path / "r2"), "--baseline", "grpo")
-    assert no_base.returncode == 0 and "No grpo chains were selected" in no_base.stdout
 
 
 def test_report_bad_input_is_one_line(cli_store, tiny_base, tmp_path):
