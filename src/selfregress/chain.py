@@ -10,6 +10,7 @@ what MLflow holds, and replays bit for bit (every random draw is seeded by (seed
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import tempfile
@@ -110,6 +111,7 @@ _NOT_IN_CODE_VERSION = {"__main__.py", "cli.py", "progress.py", "sweep.py", "rep
 _NOT_IN_CONFIG_HASH = ("resume", "workers")
 
 
+@functools.cache
 def code_version() -> str:
     """A hash of the source that decides a chain's numbers (the selfregress and grader packages,
     without the entry points and readers): a sweep reuses a finished chain only if it matches."""
