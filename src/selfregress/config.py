@@ -112,6 +112,19 @@ def require_at_least_one(config: Any, names: tuple[str, ...]) -> None:
             raise UserError(f"'{name}' must be at least 1, got {getattr(config, name)}")
 
 
+def split_list(text: str) -> list[str]:
+    """'a, b,,c' -> ['a', 'b', 'c']: a comma-separated parameter (MLproject params are strings)."""
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def int_list(text: str, name: str) -> list[int]:
+    """A comma-separated list of integers, or a one-line error that names the parameter."""
+    try:
+        return [int(item) for item in split_list(text)]
+    except ValueError:
+        raise UserError(f"'{name}' must be comma-separated integers, got {text!r}") from None
+
+
 def read_params_file(path: str) -> dict[str, Any]:
     p = Path(path)
     if not p.is_file():

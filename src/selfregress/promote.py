@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from selfregress.chain import CONDITIONS, campaign_records
-from selfregress.config import option
+from selfregress.config import option, split_list
 from selfregress.errors import UserError
 from selfregress.report import search_chains
 from selfregress.stats import bootstrap_ci
@@ -48,7 +48,7 @@ class PromoteConfig:
 
     @property
     def condition_list(self) -> list[str]:
-        return [c.strip() for c in self.conditions.split(",") if c.strip()]
+        return split_list(self.conditions)
 
 
 @dataclass(frozen=True)

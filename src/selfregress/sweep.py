@@ -23,7 +23,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from selfregress.chain import CONDITIONS, ChainConfig, code_version, config_hash
-from selfregress.config import as_params, option, parse, read_params_file, require_at_least_one
+from selfregress.config import (as_params, int_list, option, parse, read_params_file, require_at_least_one,
+                                split_list)
 from selfregress.errors import UserError
 
 # The chain settings a sweep passes on (the rest: a params file, e.g. one written by `tune`).
@@ -61,14 +62,11 @@ class SweepConfig:
 
     @property
     def condition_list(self) -> list[str]:
-        return [c.strip() for c in self.conditions.split(",") if c.strip()]
+        return split_list(self.conditions)
 
     @property
     def seed_list(self) -> list[int]:
-        try:
-            return [int(s) for s in self.seeds.split(",") if s.strip()]
-        except ValueError:
-            raise UserError(f"'seeds' must be comma-separated integers, got {self.seeds!r}") from None
+        return int_list(self.seeds, "seeds")
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from selfregress import metric_keys as K
-from selfregress.config import option, parse
+from selfregress.config import int_list, option, parse
 from selfregress.errors import UserError
 
 EVALUATION_SEEDS = frozenset(range(5))
@@ -61,10 +61,7 @@ class TuneConfig:
 
     @property
     def tuning_seeds(self) -> list[int]:
-        try:
-            return [int(s) for s in self.seeds.split(",") if s.strip()]
-        except ValueError:
-            raise UserError(f"'seeds' must be comma-separated integers, got {self.seeds!r}") from None
+        return int_list(self.seeds, "seeds")
 
     @property
     def name(self) -> str:
