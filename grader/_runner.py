@@ -168,8 +168,9 @@ def run_program(blob):
             resource.setrlimit(which, (soft, hard))
         os.chdir(workdir)
         code = marshal.loads(code)
-        # Same verdict every run, for randomised programs too: random's at-fork hook reseeded
-        # it from urandom. (The C seed directly: random.seed(0) would run Python code.)
+        # Same verdict every run, for randomised programs too: the supervisor imported random
+        # without its at-fork reseed from urandom, and every child starts from seed 0. (The C
+        # seed directly: random.seed(0) would run Python code.)
         random = sys.modules["random"]
         type(random._inst).__mro__[-2].seed(random._inst, 0)
         gc.enable()

@@ -163,7 +163,8 @@ def bwrap_command(bwrap: str, config: SandboxConfig) -> list[str]:
             # bwrap exits. The supervisor exits on EOF of its request pipe instead, which
             # happens when this process closes it or dies.
             "--new-session", "--clearenv",
-            "--setenv", "PYTHONHASHSEED", "0", "--setenv", "PYTHONUTF8", "1"]
+            "--setenv", "PYTHONHASHSEED", "0", "--setenv", "PYTHONUTF8", "1",
+            "--setenv", "LD_BIND_NOW", "1"]
     if as_root:
         # No user namespace (see the threat model); the server drops to an unprivileged uid
         # itself, so it keeps only the two capabilities it needs for that.
@@ -232,7 +233,7 @@ class ServerProcess:
             self._workroot = tempfile.mkdtemp(prefix="grader-", dir=shm)
             os.chmod(self._workroot, 0o711)  # the child's uid must reach its workdir
             argv, cwd = _python_command(), self._workroot
-            env = {"PYTHONHASHSEED": "0", "PYTHONUTF8": "1"}
+            env = {"PYTHONHASHSEED": "0", "PYTHONUTF8": "1", "LD_BIND_NOW": "1"}
         self._proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                       stderr=self._stderr, cwd=cwd, env=env, close_fds=True,
                                       start_new_session=True)  # no terminal ^C to the server
