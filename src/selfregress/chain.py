@@ -25,7 +25,7 @@ import torch
 from selfregress import metric_keys as K
 from selfregress.campaign import (StepTimes, evaluate_step, frozen_copy, make_update, step_seed,
                                   train_step)
-from selfregress.config import as_params, option, require_at_least_one
+from selfregress.config import as_params, option, parse, require_at_least_one
 from selfregress.controllers import CONTROLLERS, CampaignRecord, Decision
 from selfregress.distributed import SINGLE, Dist
 from selfregress.errors import UserError
@@ -215,20 +215,53 @@ def read_decision(record: CampaignRecord) -> Decision:
                     p_transfer=metrics.get("controller/p_transfer"), p_regress=metrics.get("controller/p_regress"))
 
 
+def logged_config(params: dict[str, str]) -> ChainConfig:
+    """A chain run's ChainConfig, from its logged params (other params, e.g. a sweep's, ignored)."""
+    return parse(ChainConfig, {k: v for k, v in params.items() if k in ChainConfig.__dataclass_fields__})
+
+
 def split_tasks(config: ChainConfig):
-    """(rl, eval): the synthetic splits, or a user source split once, by a fixed shuffle."""
-    from selfregress.tasks import resolve_tasks, synthetic_splits
+    """(rl, eval): the synthetic splits, or a user source split once, by a fixed shuffle:
+    eval is its first ``eval_tasks``, RL the next ``rl_tasks``; the rest is never used by the
+    chain, and is what `held_out_tasks` gives promote."""
+    from selfregress.tasks import synthetic_splits
 
     if config.tasks == "synthetic":
         splits = synthetic_splits(seed=0)
         return splits.rl[:config.rl_tasks], splits.eval[:config.eval_tasks]
-    tasks = resolve_tasks(config.tasks, "eval")
-    order = np.random.default_rng(0).permutation(len(tasks))
-    if len(tasks) <= config.eval_tasks:
-        raise UserError(f"task source {config.tasks} has {len(tasks)} tasks: need more than "
+    shuffled = _shuffled(config.tasks)
+    if len(shuffled) <= config.eval_tasks:
+        raise UserError(f"task source {config.tasks} has {len(shuffled)} tasks: need more than "
                         f"eval_tasks={config.eval_tasks} so that some are left for RL")
-    shuffled = [tasks[i] for i in order]
     return shuffled[config.eval_tasks:][:config.rl_tasks], shuffled[:config.eval_tasks]
+
+
+def held_out_tasks(configs: list[ChainConfig], n: int) -> tuple[list, str]:
+    """Up to ``n`` tasks that none of these chains trained or evaluated on, and where they come
+    from: the synthetic test split, or what a user source's split left over."""
+    from selfregress.tasks import synthetic_splits
+
+    sources = sorted({c.tasks for c in configs})
+    if len(sources) != 1:
+        raise UserError(f"the chains use different task sources ({', '.join(sources)}), so no "
+                        "test split is held out from all of them: select one source's chains (--filter)")
+    if sources[0] == "synthetic":
+        return synthetic_splits(seed=0).test[:n], f"synthetic test[:{n}]"
+    used = max(c.eval_tasks + c.rl_tasks for c in configs)
+    shuffled = _shuffled(sources[0])
+    if len(shuffled) <= used:
+        raise UserError(f"task source {sources[0]} has {len(shuffled)} tasks, and the chains use the first "
+                        f"{used} (eval_tasks + rl_tasks), so none is held out for a test: run the chains "
+                        "with a smaller rl_tasks or eval_tasks")
+    return shuffled[used:used + n], f"{sources[0]} shuffled[{used}:{min(used + n, len(shuffled))}]"
+
+
+def _shuffled(source: str) -> list:
+    """A user task source in the fixed order every chain splits it by."""
+    from selfregress.tasks import resolve_tasks
+
+    tasks = resolve_tasks(source, "eval")
+    return [tasks[i] for i in np.random.default_rng(0).permutation(len(tasks))]
 
 
 def wants_checkpoint(config: ChainConfig, curve: list[float]) -> bool:

@@ -6,16 +6,17 @@ registered model (default ``selfregress``) with the alias ``champion``.
 
 The top-k checkpoints by logged eval pass@1 are the candidates. That logged number is the max
 of many noisy evaluations, so it is biased upward (the winner's curse). Each candidate is
-therefore re-evaluated on the synthetic *test* split, which no training, evaluation or
-controller decision ever used, and the winner of that re-evaluation is registered with its
-test pass@1 and a 95% bootstrap CI over test tasks.
+therefore re-evaluated on a *test* split that no training, evaluation or controller decision
+ever used (`chain.held_out_tasks`: the synthetic test split, or the tasks of a user source that
+the chains' split left over), and the winner of that re-evaluation is registered with its test
+pass@1 and a 95% bootstrap CI over test tasks.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from selfregress.chain import CONDITIONS, campaign_records
+from selfregress.chain import CONDITIONS, campaign_records, held_out_tasks, logged_config
 from selfregress.config import option, split_list
 from selfregress.errors import UserError
 from selfregress.report import search_chains
@@ -64,10 +65,13 @@ class Candidate:
     temperature: float
 
 
-def candidates(store, config: PromoteConfig) -> list[Candidate]:
-    """Every checkpointed step of the selected chains, best logged pass@1 first, one per model."""
-    chains = [r for r in search_chains(store.find_runs, config.sweep_id, config.filter)
-              if not config.condition_list or r.data.tags["condition"] in config.condition_list]
+def selected_chains(store, config: PromoteConfig) -> list:
+    return [r for r in search_chains(store.find_runs, config.sweep_id, config.filter)
+            if not config.condition_list or r.data.tags["condition"] in config.condition_list]
+
+
+def candidates(store, chains: list) -> list[Candidate]:
+    """Every checkpointed step of these chains, best logged pass@1 first, one per model."""
     best: dict[str, Candidate] = {}
     for chain in chains:
         tags = chain.data.tags
@@ -87,15 +91,14 @@ def promote(config: PromoteConfig, store, grader, log=print, attach_run_id: str 
     """Re-evaluate the top-k on the test split, register the winner; return its record."""
     from selfregress.evaluation import evaluate
     from selfregress.policy import load_policy
-    from selfregress.tasks import synthetic_splits
-
-    pool = candidates(store, config)
+    chains = selected_chains(store, config)
+    pool = candidates(store, chains)
     if not pool:
         what = f"sweep {config.sweep_id}" if config.sweep_id else "this experiment"
         raise UserError(f"promote: no checkpoints in the finished chains of {what}"
                         f"{' for conditions ' + config.conditions if config.conditions else ''}: "
                         "run `sweep` or `main` (with checkpoints=all or peaks) first")
-    test = synthetic_splits(seed=0).test[:config.test_tasks]
+    test, test_split = held_out_tasks([logged_config(chain.data.params) for chain in chains], config.test_tasks)
     top = pool[:config.top_k]
     with store.run("promote", "promote", params=vars(config), attach_run_id=attach_run_id) as run:
         results = []
@@ -114,7 +117,7 @@ def promote(config: PromoteConfig, store, grader, log=print, attach_run_id: str 
                 "campaign": winner.campaign, "step": winner.step, "model_id": winner.model_id,
                 "logged_pass_at_1": f"{winner.logged_pass_at_1:.4f}", "test_pass_at_1": f"{ci.mean:.4f}",
                 "test_pass_at_1_ci95": f"[{ci.low:.4f}, {ci.high:.4f}]",
-                "test_split": f"synthetic test[:{config.test_tasks}] x {config.test_samples} samples"}
+                "test_split": f"{test_split} x {config.test_samples} samples"}
         version = store.register(winner.model_id, config.name, config.alias, tags=tags)
         run.set_tags({"promoted_version": version, "promoted_model_id": winner.model_id})
         run.log_metrics({"champion/test_pass_at_1": ci.mean, "champion/test_ci_low": ci.low,

@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from selfregress import metric_keys as K
-from selfregress.chain import CONDITIONS, ChainConfig, campaign_records, chain_curve, split_tasks
-from selfregress.config import option, parse
+from selfregress.chain import CONDITIONS, campaign_records, chain_curve, logged_config, split_tasks
+from selfregress.config import option
 from selfregress.errors import UserError
 from selfregress.stats import Interval, bootstrap_band, bootstrap_ci, paired_bootstrap_ci, slope
 
@@ -249,7 +249,7 @@ def audit(chains: list[Chain], grader, repeats: int, log=print) -> list[dict]:
 
     rows = []
     for chain in chains:
-        config = parse(ChainConfig, {k: v for k, v in chain.params.items() if k in ChainConfig.__dataclass_fields__})
+        config = logged_config(chain.params)
         _, eval_tasks = split_tasks(config)
         options = dict(samples=config.eval_samples, temperature=config.temperature, top_p=config.top_p,
                        max_new_tokens=config.max_new_tokens)
