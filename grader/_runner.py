@@ -14,12 +14,15 @@ The child never sees an expected output: whatever it does to its own process can
 its own output. It reports through fds the supervisor set up: REC_FD (one RECORD per finished
 test), OUT_FD (stdout, or the JSON return value for call-based tasks) and ERR_FD (stderr).
 """
+import atexit
 import builtins
 import errno
 import gc
 import io
+import json
 import marshal
 import os
+import resource
 import select
 import signal
 import struct
@@ -136,7 +139,6 @@ def descendants(root_pid):
 # --------------------------------------------------------------------------- the child
 def run_program(blob):
     """Entry point of the forked child: set the limits, run the tests. Never returns."""
-    import resource
     try:
         (code, fn_name, inputs, start, cpu_limit_s, memory_bytes, out_cap, workdir, child_uid,
          nofile, nproc) = marshal.loads(blob)
@@ -196,6 +198,10 @@ def prepare_children():
     # The program's __main__ module: emptied and refilled for every test (fresh globals).
     _MAIN = type(sys)("__main__")
     sys.modules["__main__"] = _MAIN
+    # The interpreter's own stdin and stdout objects are freed here, once: a child replacing
+    # them would free them (and write every page they live on) in every fork.
+    sys.stdin = sys.__stdin__ = _Stdin("")
+    sys.stdout = sys.__stdout__ = _STDOUT
 
 
 _STDOUT = _MAIN = _SERVER_MAIN = None
@@ -214,9 +220,6 @@ class _Stdin(io.StringIO):
 
 
 def _run_tests(code, fn_name, inputs, start, cpu_limit_s):
-    import atexit
-    import json
-    import resource
     call_mode = fn_name is not None
     gc_above_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss + GC_ABOVE_KB
     dumps, loads = json.dumps, json.loads  # bound now: a program patching json cannot reach these
@@ -264,7 +267,7 @@ def _run_tests(code, fn_name, inputs, start, cpu_limit_s):
             except SystemExit as exc:
                 status = _exit_status(exc)
             _forked_copy_exits(me, status)
-            _finish_like_interpreter_exit(atexit, stdout)
+            _finish_like_interpreter_exit(stdout)
         except SystemExit as exc:
             _forked_copy_exits(me, ST_OK)
             status = max(status, _exit_status(exc))
@@ -325,7 +328,7 @@ def _exit_status(exc):
     return ST_EXIT_NONZERO
 
 
-def _finish_like_interpreter_exit(atexit, stdout):
+def _finish_like_interpreter_exit(stdout):
     # What `python main.py` does when the module ends: join non-daemon threads, run atexit
     # functions, flush stdout.
     threading = sys.modules.get("threading")
