@@ -42,8 +42,8 @@ _PROGRESS_CHECK_S = 0.5  # while a child runs long, how often to look for finish
 _COMPILE_CACHE = 1024
 
 # Preloaded so that a program's `import` is a dict lookup in the child. Not `threading`: its
-# at-fork hook runs Python code in every child. `random` is here so that the child can seed it
-# to a constant; it is imported without its at-fork hook (see _import_random).
+# at-fork hook runs Python code in every child. `random` is preloaded too, apart, without its
+# at-fork hook (see _import_random), so that each child can seed it to a constant.
 PRELOAD = ("math", "collections", "itertools", "functools", "heapq", "bisect", "re", "string",
            "operator", "json", "copy", "array", "resource", "fcntl", "atexit")
 
