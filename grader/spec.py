@@ -1,6 +1,6 @@
 """Read what the grader needs from a task, whatever its shape.
 
-A task is either a Mapping in the project's task schema (DESIGN.md, "Task schema") or any
+A task is either a Mapping in the project's task schema (selfregress/tasks/schema.py) or any
 object with the same attributes (the selfregress `Task` dataclass). Tests are dicts or objects
 with `input` and `output`. Only these keys are read: tests, fn_name, time_limit_s, memory_mb,
 float_tol. A bad value raises ValueError naming the key.

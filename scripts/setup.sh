@@ -16,7 +16,8 @@ fi
 
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 export PIP_DISABLE_PIP_VERSION_CHECK=1
-# torch first and pinned: a looser range pulls a CUDA build of several GB.
-.venv/bin/python -m pip install -q torch==2.13.0
+# torch first and pinned: a looser range pulls a CUDA build of several GB. TORCH_INDEX_URL picks
+# the index (e.g. https://download.pytorch.org/whl/cpu: PyPI's Linux wheel pulls CUDA libraries).
+.venv/bin/python -m pip install -q ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"} torch==2.13.0
 .venv/bin/python -m pip install -q -c constraints.txt -e ".[test]"
 echo "setup: ready (.venv)" >&2

@@ -149,9 +149,12 @@ def run_study(config: TuneConfig, store, grader, base_model: str, log=print,
 
         done = sum(t.state.is_finished() for t in study.trials)
         remaining = max(0, config.n_trials - done)
-        log(f"study {config.name}: {done} trials finished, running {remaining} more")
+        log(f"study {config.name}: {done} trials finished, running up to {remaining} more")
         if remaining:
-            study.optimize(objective, n_trials=remaining, catch=())
+            # Other processes on the same storage: their running trials count toward the total
+            # too, so together they stop at n_trials (each may finish the trial it has begun).
+            study.optimize(objective, n_trials=remaining, catch=(),
+                           callbacks=[optuna.study.MaxTrialsCallback(config.n_trials, states=None)])
         best = finish_study(study, study_run, config, condition)
     return best
 

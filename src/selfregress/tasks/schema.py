@@ -1,4 +1,4 @@
-"""The task schema (DESIGN.md, "Task schema") and its JSONL form.
+"""The task schema (every task source is read into it) and its JSONL form.
 
 One task per line:
     {"task_id", "prompt", "tests": [{"input", "output"}], "fn_name", "starter_code",
