@@ -27,15 +27,32 @@ TINY_CHAIN = dict(campaigns=2, steps=2, batch_size=4, group_size=2, eval_tasks=1
 
 @pytest.fixture(scope="session")
 def tiny_base(tmp_path_factory) -> str:
-    """A save_pretrained folder of a tiny Qwen2 whose held-out pass@1 is at least 5%."""
+    """A save_pretrained folder of a tiny Qwen2 whose held-out pass@1 is at least 5%.
+
+    Built once per test session: under pytest-xdist the workers share one copy, made by the
+    first worker that needs it while the others wait on a file lock.
+    """
+    from filelock import FileLock
+
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = shared.parent  # the session's folder, common to every worker
+    folder = shared / "tiny_base"
+    with FileLock(str(folder) + ".lock"):
+        if not (folder / "built").is_file():
+            _build_tiny_base(folder)
+            (folder / "built").touch()
+    return str(folder / "model")
+
+
+def _build_tiny_base(folder) -> None:
     import torch
 
     from grader import Grader
     from selfregress.bootstrap import train_base
     from selfregress.tracking import connect
 
-    folder = tmp_path_factory.mktemp("tiny_base")
-    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    folder.mkdir(exist_ok=True)
     previous = os.environ.get("MLFLOW_TRACKING_URI")
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{folder}/bootstrap.db"
     try:
@@ -43,14 +60,13 @@ def tiny_base(tmp_path_factory) -> str:
         store = connect("bootstrap")
         with store.run("bootstrap", "bootstrap") as run, Grader(workers=2) as grader:
             policy, pass_at_1, steps = train_base(TINY_BASE, run, grader, log=lambda m: None)
+        assert pass_at_1 >= TINY_BASE.band_low
         policy.save(folder / "model")
     finally:
         if previous is None:
             os.environ.pop("MLFLOW_TRACKING_URI")
         else:
             os.environ["MLFLOW_TRACKING_URI"] = previous
-    assert pass_at_1 >= TINY_BASE.band_low
-    return str(folder / "model")
 
 
 @pytest.fixture
