@@ -1,0 +1,73 @@
+"""Pack a sweep's tracking store so that a later session, on a fresh machine, can continue it.
+
+    python studies/archive.py --store /work/study/mlflow.db --out studies/sweep-<id>.tar.gz
+
+Why: a sweep of 35 default chains needs about 4 h of a 2-core machine, longer than one work
+session, and each session gets a fresh machine. The sweep itself already continues from what
+its store holds (runs are the cache), so what has to travel is the store:
+
+- the sqlite file, copied with sqlite's backup API (consistent while a sweep still writes),
+  with every chain that did not FINISH soft-deleted (its checkpoints stay behind, so it
+  could not be resumed: the next sweep runs it again from the start);
+- the base model's artifacts (the registered ``selfregress-base@base``), because the same
+  bootstrap gives different weights on a different CPU: chains are comparable only when they
+  start from the same base.
+
+Finished chains' checkpoints are left out (about 0.75 GB a chain): the report's table and
+plots read metrics only; ``report --audit`` and ``promote`` need checkpoints, so run those on
+the machine that ran the chains.
+
+Paths in the store are absolute (``/work/study/...``): unpack it at the same place
+(``studies/continue.sh`` does).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sqlite3
+import tarfile
+import tempfile
+from pathlib import Path
+
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--store", required=True, type=Path, help="the sweep's sqlite file")
+    parser.add_argument("--out", required=True, type=Path, help="the .tar.gz to write")
+    args = parser.parse_args()
+
+    from mlflow import MlflowClient
+
+    with tempfile.TemporaryDirectory() as tmp:
+        copy = Path(tmp) / "mlflow.db"
+        with sqlite3.connect(args.store) as source, sqlite3.connect(copy) as target:
+            source.backup(target)
+        client = MlflowClient(f"sqlite:///{copy}")
+        experiments = [e.experiment_id for e in client.search_experiments()]
+        unfinished = client.search_runs(experiments, "attributes.status != 'FINISHED'")
+        chains = {r.data.tags["chain_id"] for r in unfinished
+                  if r.data.tags.get("selfregress.kind") == "chain"}
+        campaigns = [r for r in client.search_runs(experiments, "tags.`selfregress.kind` = 'campaign'")
+                     if r.data.tags.get("chain_id") in chains]
+        for run in {r.info.run_id: r for r in unfinished + campaigns}.values():
+            if run.info.status == "RUNNING":
+                client.set_terminated(run.info.run_id, "KILLED")
+            if run.data.tags.get("chain_id") in chains:
+                client.delete_run(run.info.run_id)
+        base = client.get_model_version_by_alias("selfregress-base", "base")
+        base_dir = Path(client.get_logged_model(base.source.removeprefix("models:/")).artifact_location)
+        with sqlite3.connect(copy) as db:
+            db.execute("VACUUM")
+        finished = len(client.search_runs(experiments, "tags.`selfregress.kind` = 'chain' "
+                                                       "and attributes.status = 'FINISHED'"))
+        with tarfile.open(args.out, "w:gz") as tar:
+            tar.add(copy, arcname="mlflow.db")
+            tar.add(base_dir, arcname=str(base_dir.relative_to("/work/study")))
+    print(f"{args.out}: {finished} finished chains, {len(chains)} unfinished dropped, "
+          f"base {base_dir.parent.name}; {args.out.stat().st_size / 1e6:.1f} MB")
+
+
+if __name__ == "__main__":
+    main()
