@@ -17,12 +17,13 @@ Finished chains' checkpoints are left out (about 0.75 GB a chain): the report's 
 plots read metrics only; ``report --audit`` and ``promote`` need checkpoints, so run those on
 the machine that ran the chains.
 
-Paths in the store are absolute (``/work/study/...``): unpack it at the same place
-(``studies/continue.sh`` does).
+Paths in the store are absolute (``/work/study/...``), and the archive's are relative to the
+store's folder: unpack it at the same place (``studies/continue.sh`` does).
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sqlite3
 import tarfile
@@ -37,36 +38,40 @@ def main() -> None:
     parser.add_argument("--store", required=True, type=Path, help="the sweep's sqlite file")
     parser.add_argument("--out", required=True, type=Path, help="the .tar.gz to write")
     args = parser.parse_args()
+    print(archive(args.store, args.out))
 
+
+def archive(store: Path, out: Path) -> str:
+    """Write ``out``; paths inside it are relative to the store's folder. Returns a summary."""
     from mlflow import MlflowClient
+
+    from selfregress.tracking import BASE_ALIAS, BASE_MODEL_NAME, KIND_TAG, Store
 
     with tempfile.TemporaryDirectory() as tmp:
         copy = Path(tmp) / "mlflow.db"
-        with sqlite3.connect(args.store) as source, sqlite3.connect(copy) as target:
+        with contextlib.closing(sqlite3.connect(store)) as source, \
+                contextlib.closing(sqlite3.connect(copy)) as target:
             source.backup(target)
         client = MlflowClient(f"sqlite:///{copy}")
-        experiments = [e.experiment_id for e in client.search_experiments()]
-        unfinished = client.search_runs(experiments, "attributes.status != 'FINISHED'")
-        chains = {r.data.tags["chain_id"] for r in unfinished
-                  if r.data.tags.get("selfregress.kind") == "chain"}
-        campaigns = [r for r in client.search_runs(experiments, "tags.`selfregress.kind` = 'campaign'")
-                     if r.data.tags.get("chain_id") in chains]
-        for run in {r.info.run_id: r for r in unfinished + campaigns}.values():
-            if run.info.status == "RUNNING":
+        stores = [Store(client, "", e.experiment_id) for e in client.search_experiments()]
+        runs = [run for each in stores for run in each.find_runs("")]
+        unfinished = {r.data.tags["chain_id"] for r in runs
+                      if r.data.tags.get(KIND_TAG) == "chain" and r.info.status != "FINISHED"}
+        for run in runs:
+            if run.info.status == "RUNNING":  # e.g. the sweep's own run
                 client.set_terminated(run.info.run_id, "KILLED")
-            if run.data.tags.get("chain_id") in chains:
+            if run.data.tags.get("chain_id") in unfinished:  # the chain and its campaigns
                 client.delete_run(run.info.run_id)
-        base = client.get_model_version_by_alias("selfregress-base", "base")
-        base_dir = Path(client.get_logged_model(base.source.removeprefix("models:/")).artifact_location)
-        with sqlite3.connect(copy) as db:
+        base = stores[0].model_id(f"models:/{BASE_MODEL_NAME}@{BASE_ALIAS}")
+        base_dir = Path(client.get_logged_model(base).artifact_location)
+        with contextlib.closing(sqlite3.connect(copy)) as db:
             db.execute("VACUUM")
-        finished = len(client.search_runs(experiments, "tags.`selfregress.kind` = 'chain' "
-                                                       "and attributes.status = 'FINISHED'"))
-        with tarfile.open(args.out, "w:gz") as tar:
+        with tarfile.open(out, "w:gz") as tar:
             tar.add(copy, arcname="mlflow.db")
-            tar.add(base_dir, arcname=str(base_dir.relative_to("/work/study")))
-    print(f"{args.out}: {finished} finished chains, {len(chains)} unfinished dropped, "
-          f"base {base_dir.parent.name}; {args.out.stat().st_size / 1e6:.1f} MB")
+            tar.add(base_dir, arcname=str(base_dir.relative_to(store.resolve().parent)))
+    finished = sum(r.data.tags.get(KIND_TAG) == "chain" and r.info.status == "FINISHED" for r in runs)
+    return (f"{out}: {finished} finished chains, {len(unfinished)} unfinished dropped, "
+            f"base {base}; {out.stat().st_size / 1e6:.1f} MB")
 
 
 if __name__ == "__main__":
