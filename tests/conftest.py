@@ -54,12 +54,11 @@ _CHAIN_MODULES_LONGEST_FIRST = ("test_sweep_report_promote.py", "test_tracking_s
 
 
 def pytest_collection_modifyitems(config, items):
-    def rank(item) -> tuple[int, int]:
+    def rank(item) -> int:
         if item.path.parent.name != "chain":
-            return (1, 0)
-        name = item.path.name
-        order = (_CHAIN_MODULES_LONGEST_FIRST.index(name) if name in _CHAIN_MODULES_LONGEST_FIRST
-                 else len(_CHAIN_MODULES_LONGEST_FIRST))
-        return (0, 0) if order == 0 else (2, order)
+            return 1
+        name, longest = item.path.name, _CHAIN_MODULES_LONGEST_FIRST
+        order = longest.index(name) if name in longest else len(longest)
+        return 0 if order == 0 else 2 + order
 
     items.sort(key=rank)  # stable: a module's own tests keep their order
