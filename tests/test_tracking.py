@@ -79,3 +79,48 @@ def test_unreachable_server_is_one_clear_line(monkeypatch):
 def test_download_of_missing_model_is_a_user_error(mlflow_store):
     with pytest.raises(UserError, match="cannot load"):
         download_model("models:/nothing@here")
+
+
+@pytest.fixture
+def sigterm_handler():
+    import signal
+
+    from selfregress.tracking import install_sigterm_handler
+
+    previous = signal.getsignal(signal.SIGTERM)
+    install_sigterm_handler()
+    yield
+    signal.signal(signal.SIGTERM, previous)
+
+
+def test_sigterm_inside_a_store_call_waits_for_it_to_finish(mlflow_store, sigterm_handler):
+    """SIGTERM landing in the middle of a SQLAlchemy query (here: on its first statement).
+
+    Raised there, it used to leave a sqlite lock behind, so that closing the run as KILLED
+    failed with "database is locked" and the run stayed RUNNING (seen once in CI). Now the
+    call completes, Terminated follows it, and the run closes KILLED with the metric kept.
+    """
+    import os
+    import signal
+
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
+    sent = []
+
+    def terminate_once(*_args):
+        if not sent:
+            sent.append(True)
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    with pytest.raises(Terminated):
+        with mlflow_store.run("r", "chain") as run:
+            event.listen(Engine, "before_cursor_execute", terminate_once)
+            try:
+                run.log_metrics({"pass_at_1": 0.5}, step=0)
+            finally:
+                event.remove(Engine, "before_cursor_execute", terminate_once)
+            pytest.fail("Terminated was not raised after the store call")
+    assert sent
+    assert _status(mlflow_store, run.run_id) == "KILLED"
+    assert mlflow_store.client.get_metric_history(run.run_id, "pass_at_1")[0].value == 0.5

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,11 +41,55 @@ class Terminated(BaseException):
     """Raised in the main thread on SIGTERM, so that the run ends as KILLED and not RUNNING."""
 
 
+# SIGTERM is raised as Terminated wherever the main thread is, except inside a call to the
+# tracking store: raised in the middle of a SQLAlchemy query, it can leave a sqlite read lock
+# behind, and closing the run as KILLED then fails with "database is locked" (the run stays
+# RUNNING). Such a call finishes first, and Terminated is raised as it returns.
+_store_calls = 0
+_pending_signal: int | None = None
+
+
 def install_sigterm_handler() -> None:
     def _raise(signum, frame):  # noqa: ARG001 - signal handler signature
+        global _pending_signal
+        if _store_calls:
+            _pending_signal = signum
+            return
         raise Terminated(f"received signal {signum}")
 
     signal.signal(signal.SIGTERM, _raise)
+
+
+@contextlib.contextmanager
+def _store_call() -> Iterator[None]:
+    """One call to the tracking store, not to be cut by SIGTERM (which waits until it returns)."""
+    global _store_calls, _pending_signal
+    _store_calls += 1
+    try:
+        yield
+    finally:
+        _store_calls -= 1
+        if not _store_calls and _pending_signal is not None:
+            signum, _pending_signal = _pending_signal, None
+            raise Terminated(f"received signal {signum}")
+
+
+class _ShieldedClient:
+    """An MlflowClient whose every method call runs as one `_store_call`."""
+
+    def __init__(self, client: MlflowClient):
+        self._client = client
+
+    def __getattr__(self, name: str):
+        attr = getattr(self._client, name)
+        if not callable(attr):
+            return attr
+
+        def call(*args, **kwargs):
+            with _store_call():
+                return attr(*args, **kwargs)
+
+        return call
 
 
 def tracking_uri() -> str:
@@ -61,7 +106,7 @@ def connect(experiment: str = DEFAULT_EXPERIMENT, attach_run_id: str | None = No
     """
     uri = tracking_uri()
     mlflow.set_tracking_uri(uri)
-    client = MlflowClient(uri, registry_uri=uri)
+    client = _ShieldedClient(MlflowClient(uri, registry_uri=uri))
     try:
         if attach_run_id:
             experiment_id = client.get_run(attach_run_id).info.experiment_id
@@ -103,7 +148,7 @@ def _first_line(e: BaseException) -> str:
 
 @dataclass
 class Store:
-    client: MlflowClient
+    client: "MlflowClient | _ShieldedClient"
     uri: str
     experiment_id: str
 
@@ -150,9 +195,12 @@ class Store:
         self._end(run_id, "FINISHED")
 
     def _end(self, run_id: str, status: str) -> None:
-        # Never let a failure to close the run hide the original error.
-        with contextlib.suppress(Exception):
+        # Never let a failure to close the run hide the original error, but say so.
+        try:
             self.client.set_terminated(run_id, status=status)
+        except Exception as e:
+            print(f"warning: could not close run {run_id} as {status} ({_first_line(e)}); "
+                  "it shows as RUNNING until closed by hand", file=sys.stderr)
 
     # ---- reading back: controllers and resume rebuild their state from here ---------------
     def find_runs(self, filter_string: str, order_by: list[str] | None = None) -> list:
@@ -169,8 +217,9 @@ class Store:
 
     def runs_frame(self, filter_string: str):
         """The matching runs as a pandas DataFrame (``mlflow.search_runs``: params.*, tags.*, metrics.*)."""
-        return mlflow.search_runs([self.experiment_id], filter_string=filter_string,
-                                  order_by=["attributes.start_time DESC"], output_format="pandas")
+        with _store_call():
+            return mlflow.search_runs([self.experiment_id], filter_string=filter_string,
+                                      order_by=["attributes.start_time DESC"], output_format="pandas")
 
     def get_run(self, run_id: str):
         return self.client.get_run(run_id)
