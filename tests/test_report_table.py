@@ -2,7 +2,7 @@
 
 import pytest
 
-from selfregress.report import Chain, markdown_table, table
+from selfregress.report import Chain, gap_in_noise, markdown_table, table
 
 
 def chain(condition, seed, end, peak=0.3, gap=0.05):
@@ -30,3 +30,12 @@ def test_no_baseline_gives_dashes_not_a_crash():
     assert all(r.diff.n == 0 and r.improved == 0 for r in rows)
     lines = markdown_table(rows, "naive").splitlines()
     assert lines[2].startswith("| es | 1 | 20.0 [20.0, 20.0] | - | - |")
+
+
+def test_gap_in_noise_units():
+    assert gap_in_noise(0.06, 0.02) == pytest.approx(3.0)
+    assert gap_in_noise(0.0, 0.01) == 0.0
+    # A collapsed policy fails every re-evaluation: no noise. A zero gap there is not a collapse
+    # beyond the noise (the audit used to count 0/0 as infinitely many units); a real gap is.
+    assert gap_in_noise(0.0, 0.0) == 0.0
+    assert gap_in_noise(0.008, 0.0) == float("inf")

@@ -241,6 +241,15 @@ def _save(fig, path: Path) -> Path:
 AUDIT_SEED = 1_000_003   # far from every seed a chain uses
 
 
+def gap_in_noise(gap: float, noise: float) -> float:
+    """The gap in units of the evaluation noise's sd. With no noise at all (a policy that fails,
+    or passes, every re-evaluation alike) any positive gap is infinitely many units, and a zero
+    gap is zero: 0/0 is no evidence of a collapse."""
+    if noise > 0:
+        return gap / noise
+    return float("inf") if gap > 0 else 0.0
+
+
 def audit(chains: list[Chain], grader, repeats: int, log=print) -> list[dict]:
     """Per campaign: re-evaluate its peak and end checkpoints ``repeats`` times with fresh seeds,
     re-grade the first evaluation's programs, and set the logged gap against the noise."""
@@ -282,7 +291,7 @@ def audit(chains: list[Chain], grader, repeats: int, log=print) -> list[dict]:
                 "peak_step": peak_step, "end_step": end_step, "logged_gap": logged_gap,
                 "reeval_peak": float(np.mean(scores["peak"])), "reeval_end": float(np.mean(scores["end"])),
                 "reeval_gap": float(np.mean(scores["peak"]) - np.mean(scores["end"])),
-                "eval_noise_sd": noise, "gap_in_noise_units": logged_gap / noise if noise > 0 else float("inf"),
+                "eval_noise_sd": noise, "gap_in_noise_units": gap_in_noise(logged_gap, noise),
                 "grader_consistency": same / max(graded, 1),
                 "reward_mean": float(np.mean(rewards)) if rewards else float("nan"),
                 "reward_sd": float(np.std(rewards)) if rewards else float("nan"),
