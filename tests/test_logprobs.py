@@ -127,3 +127,23 @@ def test_the_sampler_draws_what_sampled_logprobs_says():
         chi2 = (((counts - draws * expected) ** 2) / (draws * expected))[in_nucleus].sum().item()
         assert stats.chi2.sf(chi2, int(in_nucleus.sum()) - 1) > 1e-3, (row, chi2)
         assert torch.allclose(counts[in_nucleus] / draws, expected[in_nucleus], atol=5e-3)
+
+
+def test_ties_inside_sampled_logprobs_and_a_strided_slice():
+    # 100 equal logits, top_p = 0.3: the nucleus is ids 0..29 (id order), each 1/30.
+    logits = torch.zeros(1, 2, 100)
+    tokens = torch.tensor([[0, 29]])
+    assert torch.allclose(sampled_logprobs(logits, tokens, 0.7, 0.3), torch.full((1, 2), -math.log(30)))
+    # The model's output is (B, P + T, V) and the completion's logits a strided slice of it:
+    # same values and the gradient lands on the right rows, with or without chunking.
+    gen = torch.Generator().manual_seed(6)
+    full = torch.randn(2, 7, 30, generator=gen, requires_grad=True)
+    tokens = torch.randint(0, 30, (2, 4), generator=gen)
+    sliced = sampled_logprobs(full[:, 2:-1], tokens, 0.7, 0.9, chunk_rows=3)
+    copied = full[:, 2:-1].detach().clone().requires_grad_()
+    reference = sampled_logprobs(copied, tokens, 0.7, 0.9, chunk_rows=100)
+    assert torch.equal(sliced, reference)
+    sliced.sum().backward()
+    reference.sum().backward()
+    assert torch.equal(full.grad[:, 2:-1], copied.grad)
+    assert full.grad[:, :2].abs().sum() == 0 and full.grad[:, -1].abs().sum() == 0

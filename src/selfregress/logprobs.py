@@ -61,28 +61,58 @@ def _truncate(top: Tensor, ids: Tensor, threshold: Tensor) -> tuple[Tensor, Tens
     return top.masked_fill(before >= threshold, 0.0), ids
 
 
-def _chunk(logits: Tensor, tokens: Tensor, temperature: float, top_p: float,
-           entropy: bool, probs: bool) -> tuple[Tensor, Tensor | None, Tensor | None]:
-    """One chunk: logits (R, V), tokens (R,) -> (log p~(y) (R,), H (R,) or None, p~ (R, V) or None)."""
+def _chunk(logits: Tensor, tokens: Tensor, temperature: float, top_p: float, entropy: bool,
+           probs: bool, boundary: tuple[Tensor, Tensor] | None = None):
+    """One chunk: logits (R, V), tokens (R,) -> (log p~(y) (R,), H (R,) | None, p~ (R, V) | None,
+    boundary).
+
+    ``boundary`` = (weight, id) of each row's last kept token (R,), (R,): the nucleus is a
+    prefix of the (weight desc, id asc) order, so it is exactly {j: w_j > w_last, or w_j ==
+    w_last and j <= id_last}. The forward finds it with ``nucleus``; the backward passes it
+    back in and so never sorts again.
+    """
     dtype = torch.promote_types(logits.dtype, torch.float32)
     scaled = logits.to(dtype) / temperature if temperature != 1.0 else logits.to(dtype)   # (R, V)
     if top_p < 1.0:
         # The sampler's weights, bit for bit: float32 softmax of logits.float() / T.
         weights = (logits.float() / temperature).softmax(-1)                 # (R, V)
-        kept, ids = nucleus(weights, top_p)                                  # (R, K)
-        keep = torch.zeros_like(weights, dtype=torch.bool).scatter_(1, ids, kept > 0)
+        if boundary is None:
+            kept, ids = nucleus(weights, top_p)                              # (R, K)
+            last = ((kept > 0).sum(-1, keepdim=True) - 1).clamp(min=0)       # (R, 1) position
+            boundary = (kept.gather(1, last)[:, 0], ids.gather(1, last)[:, 0])
+            del kept, ids
+        w_last, id_last = boundary
+        vocab = torch.arange(weights.shape[-1], device=weights.device)
+        keep = (weights > w_last[:, None]) | ((weights == w_last[:, None]) & (vocab <= id_last[:, None]))
         # The sampled token is always in: a boundary token that float drift between decoding
         # and teacher forcing moved out gets a finite log-prob, not -inf.
         keep.scatter_(1, tokens[:, None], True)
-        del weights, kept, ids
+        del weights
         scaled = scaled.masked_fill(~keep, float("-inf"))
     normaliser = torch.logsumexp(scaled, dim=-1)                             # (R,)
     logprobs = scaled.gather(1, tokens[:, None])[:, 0] - normaliser          # (R,)
     if not (entropy or probs):
-        return logprobs, None, None
+        return logprobs, None, None, boundary
     p = torch.exp(scaled - normaliser[:, None])                              # (R, V), 0 off the nucleus
     h = normaliser - (p * scaled.masked_fill(p == 0, 0.0)).sum(-1) if entropy else None
-    return logprobs, h, (p if probs else None)
+    return logprobs, h, (p if probs else None), boundary
+
+
+def _blocks(batch: int, steps: int, rows: int):
+    """(batch slice, step slice) blocks of about ``rows`` positions each, covering (B, T).
+
+    Blocks are cut from the (B, T, V) tensor itself, not from a (B*T, V) reshape: the logits of
+    a completion are usually a strided slice of the model's output, which cannot be flattened
+    without copying all of it.
+    """
+    if rows >= steps:
+        per = max(1, rows // steps)
+        for b in range(0, batch, per):
+            yield slice(b, b + per), slice(0, steps)
+    else:
+        for b in range(batch):
+            for t in range(0, steps, rows):
+                yield slice(b, b + 1), slice(t, t + rows)
 
 
 class _SampledLogprobs(torch.autograd.Function):
@@ -90,39 +120,40 @@ class _SampledLogprobs(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, logits, tokens, temperature, top_p, rows, with_entropy):
-        width = logits.shape[-1]
-        flat, ids = logits.reshape(-1, width), tokens.reshape(-1)
+        batch, steps, width = logits.shape
         dtype = torch.promote_types(logits.dtype, torch.float32)
-        logprobs = torch.empty(ids.shape, dtype=dtype, device=logits.device)
-        entropy = torch.zeros(ids.shape if with_entropy else (0,), dtype=dtype, device=logits.device)
-        for start in range(0, ids.numel(), rows):
-            part = slice(start, start + rows)
-            logprobs[part], h, _ = _chunk(flat[part], ids[part], temperature, top_p, with_entropy, False)
+        logprobs = torch.empty(tokens.shape, dtype=dtype, device=logits.device)            # (B, T)
+        entropy = torch.zeros(tokens.shape if with_entropy else (0,), dtype=dtype, device=logits.device)
+        boundaries = []                                                      # per block, (R,) x 2
+        for bs, ts in _blocks(batch, steps, rows):
+            z, y = logits[bs, ts].reshape(-1, width), tokens[bs, ts].reshape(-1)           # (R, V), (R,)
+            lp, h, _, boundary = _chunk(z, y, temperature, top_p, with_entropy, False)
+            boundaries.append(boundary)
+            logprobs[bs, ts] = lp.view(tokens[bs, ts].shape)
             if with_entropy:
-                entropy[part] = h
+                entropy[bs, ts] = h.view(tokens[bs, ts].shape)
         ctx.save_for_backward(logits, tokens)
-        ctx.settings = (temperature, top_p, rows)
+        ctx.settings = (temperature, top_p, rows, boundaries)
         ctx.mark_non_differentiable(entropy)
-        return logprobs.view(tokens.shape), entropy.view(tokens.shape) if with_entropy else entropy
+        return logprobs, entropy
 
     @staticmethod
     def backward(ctx, grad_logprobs, grad_entropy):
         logits, tokens = ctx.saved_tensors
-        temperature, top_p, rows = ctx.settings
-        width = logits.shape[-1]
-        flat, ids, upstream = logits.reshape(-1, width), tokens.reshape(-1), grad_logprobs.reshape(-1)
-        grad = torch.empty_like(flat)                                        # (B*T, V) like logits
-        for start in range(0, ids.numel(), rows):
-            part = slice(start, start + rows)
-            _, _, p = _chunk(flat[part], ids[part], temperature, top_p, False, True)
-            g = upstream[part, None].to(p.dtype)                             # (R, 1)
-            chunk_grad = (-p * g).scatter_add_(1, ids[part, None], g)        # g (onehot - p~)
-            grad[part] = (chunk_grad / temperature).to(grad.dtype)
-        return grad.view_as(logits), None, None, None, None, None
+        temperature, top_p, rows, boundaries = ctx.settings
+        batch, steps, width = logits.shape
+        grad = torch.empty(logits.shape, dtype=logits.dtype, device=logits.device)         # (B, T, V)
+        for (bs, ts), boundary in zip(_blocks(batch, steps, rows), boundaries):
+            z, y = logits[bs, ts].reshape(-1, width), tokens[bs, ts].reshape(-1)
+            _, _, p, _ = _chunk(z, y, temperature, top_p, False, True, boundary)            # (R, V)
+            g = grad_logprobs[bs, ts].reshape(-1, 1).to(p.dtype)                           # (R, 1)
+            chunk_grad = (-p * g).scatter_add_(1, y[:, None], g)                           # g (onehot - p~)
+            grad[bs, ts] = (chunk_grad / temperature).to(grad.dtype).view(*tokens[bs, ts].shape, width)
+        return grad, None, None, None, None, None
 
 
 def _check(logits: Tensor, tokens: Tensor, temperature: float, top_p: float) -> None:
-    if logits.shape[:-1] != tokens.shape:
+    if logits.dim() != 3 or logits.shape[:-1] != tokens.shape:
         raise ValueError(f"logits {tuple(logits.shape)} and tokens {tuple(tokens.shape)} disagree")
     if not temperature > 0 or not 0 < top_p <= 1:
         raise ValueError(f"need temperature > 0 (greedy has no distribution to differentiate) "

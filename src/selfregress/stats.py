@@ -113,10 +113,10 @@ def hall_t_interval(values: Sequence[float], *, level: float = 0.95) -> Interval
         g^-1(u) = (3 / gamma) * ((1 + gamma (u - gamma / (6 n)))^(1/3) - 1)    (real cube root),
 
     so the interval is [xbar - s g^-1(q / sqrt n), xbar - s g^-1(-q / sqrt n)] with q the
-    Student quantile t_{n-1, (1+level)/2}. Hall uses the normal quantile and the ddof-0 sd;
-    with those it covers 0.86-0.88 at n = 5 even for normal data, so this uses s (ddof 1)
-    and Student's q, which makes it exact at gamma = 0. Under right skew (gamma > 0) the
-    interval shifts up and widens on its upper side.
+    Student quantile t_{n-1, (1+level)/2}. Hall's asymptotics use the normal quantile; at n = 5
+    that covers only 0.88 even for normal data, so this uses Student's q with s (ddof 1),
+    which makes it exactly the t-interval at gamma = 0. Under right skew (gamma > 0) the
+    interval shifts up and widens on its upper side. At n = 5, |gamma| <= (n-2)/sqrt(n-1) = 1.5.
     """
     x = _array(values)
     if (special := _special_case(x, "hall_t")) is not None:
