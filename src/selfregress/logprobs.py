@@ -12,7 +12,9 @@ The nucleus rule is ``nucleus`` below, and the sampler should call this very fun
 both keep the same tokens, ties included: sort by weight, highest first, equal weights in
 token-id order; keep a token iff the mass of the tokens before it is < top_p * total; so the
 top token is always kept. (Today's ``sampling._nucleus`` agrees except on exact ties, which
-it orders as ``torch.topk`` happens to.)
+it orders as ``torch.topk`` happens to.) A token outside the recomputed nucleus can only come
+from float drift between the KV-cached decode and the teacher-forced pass, at the boundary;
+it is counted into the nucleus (a finite log-prob, not -inf that would poison the step).
 
 Memory: the logits (B, T, V) are the only full-size tensor. Rows are processed in chunks of
 about ``CHUNK_ELEMENTS`` floats, and a custom backward recomputes each chunk's p~ instead of
@@ -36,7 +38,7 @@ def nucleus(weights: Tensor, top_p: float) -> tuple[Tensor, Tensor]:
     """(R, V) weights -> (R, K) weights of the top-p nucleus (others 0) and their token ids.
 
     Sorted by weight descending, equal weights in ascending id order; a token is kept iff the
-    weight before it is < top_p * total (so the first is always kept). The top-K candidates
+    mass of the tokens before it is < top_p * total (so the first is always kept). The top-K candidates
     suffice when every kept token weighs strictly more than the K-th candidate: then all ties
     that matter are among them. Otherwise (a wide nucleus, or ties at the K-th weight) the
     whole row set is sorted. A drop-in for ``sampling._nucleus``.
@@ -169,8 +171,9 @@ def sampled_logprobs(logits: Tensor, tokens: Tensor, temperature: float, top_p: 
     """log p~(tokens) (B, T) under softmax(logits / temperature) truncated to the top-p nucleus.
 
     logits: (B, T, V), any float dtype, with grad; tokens: (B, T) long. The result is in
-    float32 (float64 for float64 logits) and differentiable w.r.t. the logits. Padding
-    positions get a value like any other: mask them. ``chunk_rows`` rows of (B * T) at a time.
+    float32 (float64 for float64 logits) and differentiable w.r.t. the logits; no (B, T, V)
+    float copy is made, so pass the model's logits (or a slice of them) as they are. Padding
+    positions get a value like any other: mask them. ``chunk_rows`` positions at a time.
     """
     _check(logits, tokens, temperature, top_p)
     rows = _rows(logits.shape[-1], chunk_rows)
