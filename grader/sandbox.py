@@ -76,11 +76,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import _runner, _server
+from . import _runner, _server, _testcode, _values
 
 SANDBOX_UID_BASE = 2_000_000_000  # + a host pid: unique per live server, unused by real users
 # What runs in the sandbox: both halves as one `python -c` script (the package is not there).
-_SERVER_SOURCE = Path(_runner.__file__).read_text() + "\n" + Path(_server.__file__).read_text()
+_SERVER_SOURCE = "\n".join(Path(module.__file__).read_text()
+                           for module in (_values, _runner, _testcode, _server))
 _WARNING = """
 ==============================================================================
 WARNING: grader is running WITHOUT bubblewrap ({reason}).
