@@ -67,7 +67,10 @@ def run_test_code(code, cpu_limit_s):
             exec(test_code, _Namespace(link, __name__="__test__", __builtins__=builtins))
         except _Abort as abort:
             status, line = abort.status, _test_line(sys.exc_info()[2])
-            os.write(ERR_FD, ("grader: %s\n" % abort.why).encode("utf-8", "replace"))
+            try:
+                os.write(ERR_FD, ("grader: %s\n" % abort.why).encode("utf-8", "replace"))
+            except OSError:  # stderr is past the output cap
+                pass
         except MemoryError:
             status = ST_MEMORY
         except BaseException as exc:
