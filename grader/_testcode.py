@@ -6,7 +6,8 @@ nonce from SECRET_FD: the program process never holds them, not even in memory i
 The program process closes every channel to the supervisor (records, stdout, the secret),
 runs the program, then serves calls. The *test process* runs the test code in a fresh
 namespace of its own; each name the test code does not define itself (the entry point, a
-helper it calls) becomes a proxy that calls the program's function by name. Arguments and
+helper it calls) becomes a proxy that calls the program's function by name (a module the
+program imported, such as MBPP's `math`, is imported afresh in the test process). Arguments and
 results cross as plain built-in values (`_values.py`): an object with its own `__eq__`
 cannot cross, so it never reaches an assert.
 
@@ -117,6 +118,14 @@ class _Namespace(dict):
         kind, value = self.link.ask(b"G", (name,))
         if kind == b"C":
             value = _proxy(self.link, name)
+        elif kind == b"I":  # a module the program imported (MBPP's `math`): our own copy of it
+            try:
+                module = __import__(value)
+                for part in value.split(".")[1:]:  # os.path: __import__ returns os
+                    module = getattr(module, part)
+                value = module
+            except (ImportError, AttributeError):
+                raise KeyError(name) from None
         elif kind != b"V":
             raise KeyError(name)
         self[name] = value
@@ -192,6 +201,8 @@ class _Link:
             return kind, value
         if kind in (b"C", b"U"):
             return kind, None
+        if kind == b"I":
+            return kind, body.decode("utf-8", "replace")
         self._fail(reply, "the program failed during the test code")
 
     def _fail(self, reply, why):
@@ -219,7 +230,7 @@ def _serve_program(code, requests_fd, replies_fd, cpu_limit_s):
     arm_timers(cpu_limit_s)
     reply = _guarded(me, lambda: exec(code, namespace) or b"R")
     write_all(replies_fd, _frame(reply))
-    while reply[:1] in (b"R", b"V", b"C", b"U", b"E", b"W"):
+    while reply[:1] not in (b"X", b"M", b"O"):  # after these the program is done
         try:
             request = read_exact(requests_fd, _FRAME.unpack(read_exact(requests_fd, 4))[0])
         except EOFError:
@@ -239,6 +250,8 @@ def _lookup(namespace, name):
     if name not in namespace:
         return b"U"
     value = namespace[name]
+    if type(value) is type(sys):
+        return b"I" + value.__name__.encode("utf-8", "surrogatepass")
     if callable(value):
         return b"C"
     return _result(value)

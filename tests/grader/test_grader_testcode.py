@@ -66,8 +66,9 @@ def test_values_cross_as_plain_builtins_and_exceptions_keep_their_type(g):
         "assert type(r[0][1][0]) is float and type(r) is tuple\n"
         "try:\n    f(-1)\nexcept ValueError as e:\n    assert str(e) == 'negative'\n"
         "else:\n    raise AssertionError('no ValueError')\n"
-        "assert HELPER == 7 and helper(2) == 14\n")
-    program = ("HELPER = 7\ndef helper(x):\n    return HELPER * x\n"
+        "assert HELPER == 7 and helper(2) == 14\n"
+        "assert math.floor(2.5) == 2 and path.join('a', 'b') == 'a/b'\n")
+    program = ("import math\nimport os.path as path\nHELPER = 7\ndef helper(x):\n    return HELPER * x\n"
                "def f(n):\n    if n < 0:\n        raise ValueError('negative')\n"
                "    return ({1: [2.5, 'x', b'y', None, True]}, {1, 2}, frozenset([3]), 1j, "
                "-10 ** 40)\n")
