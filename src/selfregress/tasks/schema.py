@@ -2,7 +2,7 @@
 
 One task per line:
     {"task_id", "prompt", "tests": [{"input", "output"}], "fn_name", "starter_code",
-     "time_limit_s", "memory_mb", "source", "difficulty", "float_tol", "solutions"}
+     "time_limit_s", "memory_mb", "source", "difficulty", "float_tol", "solutions", "test_code"}
 ``fn_name`` set means call-based tests: each input is a JSON list of arguments and each
 output the JSON-encoded return value. Otherwise tests are stdin -> stdout. ``test_code`` set
 means the third kind: the benchmark's own test code (HumanEval's ``check`` and its call, MBPP's
