@@ -56,6 +56,8 @@ def run_test_code(code, cpu_limit_s):
         _serve_program(code, requests_r, replies_w, cpu_limit_s)
     os.close(requests_r)
     os.close(replies_w)
+    os.dup2(ERR_FD, 1)  # what the test code prints goes to the stderr tail
+    os.dup2(ERR_FD, 2)
     secret = os.pread(SECRET_FD, 1 << 26, 0)
     os.close(SECRET_FD)
     nonce, test_code = secret[:NONCE_BYTES], marshal.loads(secret[NONCE_BYTES:])
@@ -81,6 +83,8 @@ def run_test_code(code, cpu_limit_s):
             print_exception()
     except _Abort as abort:  # an _Abort raised while handling another exception
         status = abort.status
+    if status == ST_OK and link.failure is not None:  # the test code caught it (`except:`)
+        status = link.failure.status
     cpu_us = disarm_timers(cpu_limit_s)
     write_all(OUT_FD, nonce if status == ST_OK else b"%d" % line)
     os.write(REC_FD, RECORD.pack(0, status, os.fstat(OUT_FD).st_size, cpu_us))
@@ -159,6 +163,13 @@ class _Link:
 
     def __init__(self, pid, write_fd, read_fd):
         self.pid, self.write_fd, self.read_fd = pid, write_fd, read_fd
+        self.failure = None  # the first _Abort: it stands even if the test code catches it
+
+    def _abort(self, status, why):
+        abort = _Abort(status, why)
+        if self.failure is None:
+            self.failure = abort
+        return abort
 
     def _receive(self):
         try:
@@ -168,11 +179,12 @@ class _Link:
             raise self._program_ended() from None
 
     def _program_ended(self):
-        os.close(self.read_fd)
+        if self.failure is not None:  # already reaped
+            return self._abort(self.failure.status, self.failure.why)
         _, status = os.waitpid(self.pid, 0)
         if os.WIFSIGNALED(status) and os.WTERMSIG(status) in _TIMER_SIGNALS:
-            return _Abort(ST_TIMEOUT, "the program ran out of CPU time")
-        return _Abort(ST_EXCEPTION, "the program exited or died before the test code ended")
+            return self._abort(ST_TIMEOUT, "the program ran out of CPU time")
+        return self._abort(ST_EXCEPTION, "the program exited or died before the test code ended")
 
     def expect_ready(self):
         reply = self._receive()
@@ -194,7 +206,7 @@ class _Link:
             try:
                 value = decode(body)
             except ValueError:
-                raise _Abort(ST_BAD_RETURN, "the program sent a malformed value") from None
+                raise self._abort(ST_BAD_RETURN, "the program sent a malformed value") from None
             if kind == b"E":
                 name, message = value if type(value) is tuple and len(value) == 2 else ("", "")
                 raise _remote_exception(str(name), str(message))
@@ -208,10 +220,10 @@ class _Link:
     def _fail(self, reply, why):
         kind = reply[:1]
         if kind == b"W":
-            raise _Abort(ST_BAD_RETURN, "the program returned a %s, not a plain built-in value"
-                         % reply[1:80].decode("utf-8", "replace"))
+            raise self._abort(ST_BAD_RETURN, "the program returned a %s, not a plain built-in "
+                              "value" % reply[1:80].decode("utf-8", "replace"))
         status = {b"M": ST_MEMORY, b"O": ST_OUTPUT}.get(kind, ST_EXCEPTION)
-        raise _Abort(status, why)
+        raise self._abort(status, why)
 
 
 def _frame(payload):

@@ -120,6 +120,16 @@ def test_reward_hacks_fail(g, name):
     assert verdict.outcome in (WA, RTE), verdict
 
 
+@pytest.mark.parametrize("program", [HACKS["eq_always_true"], HACKS["os_exit_0_inside_the_call"]])
+def test_a_failure_stands_even_when_the_test_code_catches_it(g, program):
+    # Test code that swallows every exception (as some benchmarks' do around a call): a
+    # non-builtin result or a dead program still fails, though the test code ran to its end.
+    test_code = "try:\n    assert add(1, 2) == 3\nexcept BaseException:\n    pass\n"
+    verdict = g.grade(program, dict(TASK, test_code=test_code))
+    assert verdict.outcome in (WA, RTE) and not verdict.passed, verdict
+    assert g.grade(ADD, dict(TASK, test_code=test_code)).passed
+
+
 def test_the_test_code_is_not_in_the_programs_memory(g):
     # The program scans its heap, stack and anonymous memory (ctypes) for a marker from the test
     # code (built at run time, so that the program's own text does not hold it): none found.
