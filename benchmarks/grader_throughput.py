@@ -2,6 +2,7 @@
 
     python benchmarks/grader_throughput.py            # 1,000 programs, 5 tests each (~8 min)
     python benchmarks/grader_throughput.py --quick    # 100 programs, a smoke run (~1 min)
+    python benchmarks/grader_throughput.py --kinds 3  # stdin/stdout vs test-code tasks, 3 times
 
 Reads nothing and writes nothing: it generates its own tasks ("read n and n integers, filter,
 map, reduce") with correct reference programs, then prints programs/s and CPU ms per program
@@ -67,6 +68,54 @@ def make_tasks(n: int, seed: int = 0) -> list[tuple[str, dict]]:
         pairs.append((program, {"task_id": f"t{i}", "tests": tests, "fn_name": None,
                                 "time_limit_s": 2.0, "memory_mb": 256}))
     return pairs
+
+
+RETURNS = ["sum(zs)", "max(zs) if zs else 0", "min(zs) if zs else 0", "len(zs)", "list(zs)",
+           "sorted(zs)"]
+
+
+def make_test_code_tasks(n: int, seed: int = 0) -> list[tuple[str, dict]]:
+    """n (program, task) pairs of the test-code kind: the same shape of program as
+    make_tasks, as a function, and test code of 5 asserts, as HumanEval's check does."""
+    rng = random.Random(seed)
+    pairs = []
+    for i in range(n):
+        c = rng.randint(2, 9)
+        keep, change = (rng.choice(options)[1] for options in (FILTERS, MAPS))
+        program = (f"def solve(xs):\n    ys = {keep.format(c=c)}\n    zs = {change.format(c=c)}\n"
+                   f"    return {rng.choice(RETURNS)}\n")
+        namespace: dict = {}
+        exec(program, namespace)
+        lines = ["def check(candidate):"]
+        for _ in range(5):
+            xs = [rng.randint(-50, 50) for _ in range(rng.randint(1, 12))]
+            lines.append(f"    assert candidate({xs}) == {namespace['solve'](xs)!r}")
+        test_code = "\n".join(lines) + "\n\ncheck(solve)\n"
+        pairs.append((program, {"task_id": f"t{i}", "tests": [], "test_code": test_code,
+                                "time_limit_s": 2.0, "memory_mb": 256}))
+    return pairs
+
+
+def kinds(n: int, workers: int, repeats: int) -> None:
+    """Programs/s of the fork servers and batch path for each kind of test, `repeats` times."""
+    stdio, test_code = make_tasks(n), make_test_code_tasks(n)
+    print(f"{n} programs per kind, {workers} workers, {os.cpu_count()} CPUs, "
+          f"load average {os.getloadavg()[0]:.2f}", flush=True)
+    with grader.Grader(workers=workers) as g:
+        g.grade_many(stdio[:2 * workers] + test_code[:2 * workers])  # warm: servers started
+        runs = iter(range(1, 1000))
+        rates: dict[str, list[float]] = {"stdin/stdout, 5 tests": [], "test code, 5 asserts": []}
+        cpu_ms: dict[str, list[float]] = {label: [] for label in rates}
+        for _ in range(repeats):
+            for label, pairs in zip(rates, (stdio, test_code)):
+                cpu, started = cpu_seconds(g), time.perf_counter()
+                verdicts = g.grade_many(fresh_copies(pairs, next(runs)))
+                rates[label].append(len(pairs) / (time.perf_counter() - started))
+                cpu_ms[label].append((cpu_seconds(g) - cpu) / len(pairs) * 1000)
+                assert all(v.passed for v in verdicts), [v for v in verdicts if not v.passed][:3]
+        for label, values in rates.items():
+            print(f"  {label:<24s} " + "  ".join(f"{r:7.1f}" for r in values) + " programs/s   "
+                  + "  ".join(f"{c:5.2f}" for c in cpu_ms[label]) + " CPU ms/program")
 
 
 # Hostile programs: attacks on the sandbox, which must cost about as much as any program.
@@ -224,9 +273,14 @@ def main() -> None:
     parser.add_argument("--programs", type=int, default=1000, help="number of programs")
     parser.add_argument("--quick", action="store_true", help="100 programs: a smoke run")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--kinds", type=int, metavar="REPEATS", default=0,
+                        help="only compare stdin/stdout and test-code tasks, REPEATS times")
     args = parser.parse_args()
     n = 100 if args.quick else args.programs
     workers = args.workers
+    if args.kinds:
+        kinds(n, workers, args.kinds)
+        return
     pairs = make_tasks(n)
     print(f"{n} programs x 5 tests, {workers} workers, {os.cpu_count()} CPUs, "
           f"load average {os.getloadavg()[0]:.2f}", flush=True)

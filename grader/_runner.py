@@ -29,8 +29,15 @@ import struct
 import sys
 
 RECORD = struct.Struct("<IIII")  # test index, status, OUT_FD size after the test, CPU µs
-ST_OK, ST_EXCEPTION, ST_MEMORY, ST_EXIT_NONZERO, ST_BAD_RETURN, ST_EXITED, ST_OUTPUT = range(7)
+(ST_OK, ST_EXCEPTION, ST_MEMORY, ST_EXIT_NONZERO, ST_BAD_RETURN, ST_EXITED, ST_OUTPUT, ST_WRONG,
+ ST_TIMEOUT) = range(9)  # ST_WRONG, ST_TIMEOUT: test-code tasks only (_testcode.py)
 REC_FD, OUT_FD, ERR_FD = 3, 4, 5
+SECRET_FD = 6  # test-code tasks: the nonce and the test code, for the test process only
+# The per-test limit counts user CPU time (ITIMER_VIRTUAL), which load barely changes. Kernel
+# time (page faults: a memory bomb zeroing its pages) grows with memory-bandwidth contention,
+# so it is bounded only by a looser backstop on user+system time (ITIMER_PROF, RLIMIT_CPU): a
+# memory bomb meets the memory cap first, whatever else the machine is doing.
+SYSTEM_FACTOR, SYSTEM_SLACK_S = 2.0, 0.5
 SETUP_FAILED, RUNNER_FAILED = 70, 71  # child exit codes when our code, not the program, failed
 DONE = struct.Struct("<iidq")  # zygote -> supervisor: child pid, wait status, CPU s, max RSS
 _zygote_mapped = 0  # bytes of address space the zygote maps (set when it starts)
@@ -141,17 +148,19 @@ def run_program(blob):
     """Entry point of the forked child: set the limits, run the tests. Never returns."""
     try:
         (code, fn_name, inputs, start, cpu_limit_s, memory_bytes, out_cap, workdir, child_uid,
-         nofile, nproc) = marshal.loads(blob)
+         nofile, nproc, test_code) = marshal.loads(blob)
         os.setpgid(0, 0)
         if child_uid is not None:  # rlimit-only fallback running as root
             os.setgroups([])
             os.setresgid(child_uid, child_uid, child_uid)
             os.setresuid(child_uid, child_uid, child_uid)
-        os.closerange(ERR_FD + 1, 1 << 20)
+        os.closerange(SECRET_FD + 1, 1 << 20)
+        if not test_code:
+            os.close(SECRET_FD)
         # The program may map memory_bytes on top of the interpreter (the zygote, measured
         # once) and this request (marshalled into `blob`, which the child holds too).
         address_space = _zygote_mapped + 2 * len(blob) + memory_bytes
-        cpu_s = int(cpu_limit_s * (len(inputs) - start)) + 1
+        cpu_s = cpu_rlimit(cpu_limit_s, len(inputs) - start)
         stack = resource.getrlimit(resource.RLIMIT_STACK)[0]  # keep the usual soft limit
         if stack == resource.RLIM_INFINITY or stack > address_space:
             stack = address_space
@@ -178,13 +187,48 @@ def run_program(blob):
         gc.enable()
     except BaseException:
         os.write(ERR_FD, b"grader: child set-up failed\n")
-        _print_exception()
+        print_exception()
         os._exit(SETUP_FAILED)
     try:
+        if test_code:
+            run_test_code(code, cpu_limit_s)
         _run_tests(code, fn_name, inputs, start, cpu_limit_s)
     except BaseException:  # the runner itself broke, e.g. the program closed its fds
-        _print_exception()
+        print_exception()
     os._exit(RUNNER_FAILED)
+
+
+def cpu_rlimit(cpu_limit_s, n_tests):
+    """RLIMIT_CPU (whole seconds, user+system) for a child that runs n_tests tests."""
+    return int(backstop_s(cpu_limit_s) * n_tests) + 1
+
+
+def backstop_s(cpu_limit_s):
+    return SYSTEM_FACTOR * cpu_limit_s + SYSTEM_SLACK_S
+
+
+def arm_timers(cpu_limit_s):
+    """Per-test CPU limits. Both timers' signals keep their default action (terminate), so
+    they also fire inside a long C call."""
+    signal.setitimer(signal.ITIMER_VIRTUAL, cpu_limit_s)
+    signal.setitimer(signal.ITIMER_PROF, backstop_s(cpu_limit_s))
+
+
+def disarm_timers(cpu_limit_s):
+    """Stop both timers; the CPU microseconds (user+system) used since arm_timers."""
+    signal.setitimer(signal.ITIMER_VIRTUAL, 0)
+    remaining = signal.setitimer(signal.ITIMER_PROF, 0)[0]
+    return int(max(0.0, backstop_s(cpu_limit_s) - remaining) * 1e6) if remaining else 0
+
+
+def fresh_main():
+    """The program's __main__ globals, emptied: what a new module would start with."""
+    namespace = _MAIN.__dict__
+    namespace.clear()
+    namespace.update(__name__="__main__", __doc__=None, __package__=None, __loader__=None,
+                     __spec__=None, __file__="main.py", __builtins__=builtins)
+    sys.modules["__main__"] = _MAIN
+    return namespace
 
 
 def prepare_children():
@@ -246,15 +290,9 @@ def _run_tests(code, fn_name, inputs, start, cpu_limit_s):
         stdin.buffer = io.BytesIO(b"" if call_mode else data)
         sys.stdin = sys.__stdin__ = stdin
         sys.stdout = sys.__stdout__ = stdout
-        namespace = _MAIN.__dict__  # fresh globals: what a new module would start with
-        namespace.clear()
-        namespace.update(__name__="__main__", __doc__=None, __package__=None, __loader__=None,
-                         __spec__=None, __file__="main.py", __builtins__=builtins)
-        sys.modules["__main__"] = _MAIN
+        namespace = fresh_main()
         status, returned = ST_OK, None
-        # Per-test CPU limit: ITIMER_PROF counts this process's user+system time; its SIGPROF
-        # keeps the default action (terminate), so it also fires inside a long C call.
-        signal.setitimer(signal.ITIMER_PROF, cpu_limit_s)
+        arm_timers(cpu_limit_s)
         try:
             try:
                 exec(code, namespace)
@@ -280,15 +318,14 @@ def _run_tests(code, fn_name, inputs, start, cpu_limit_s):
             # A write past RLIMIT_FSIZE (SIGXFSZ is ignored, as in any Python) is EFBIG.
             too_big = isinstance(exc, OSError) and exc.errno == errno.EFBIG
             status = ST_OUTPUT if too_big else ST_EXCEPTION
-            _print_exception()
-        remaining = signal.setitimer(signal.ITIMER_PROF, 0)[0]
+            print_exception()
+        cpu_us = disarm_timers(cpu_limit_s)
         if call_mode and status == ST_OK:
             if isinstance(returned, bytes):
                 write_all(OUT_FD, returned)
             else:  # SystemExit(0) before the function returned
                 status = ST_BAD_RETURN
         namespace.clear()
-        cpu_us = int(max(0.0, cpu_limit_s - remaining) * 1e6) if remaining else 0
         os.write(REC_FD, RECORD.pack(index, status, os.fstat(OUT_FD).st_size, cpu_us))
         if status != ST_OK:
             break
@@ -354,7 +391,7 @@ def _flush_stderr():
             pass
 
 
-def _print_exception():
+def print_exception():
     """Write the current exception to stderr like the interpreter, without importing traceback
     (a cold import costs ~10 ms in every crashing child) and without the runner's frames."""
     kind, value, tb = sys.exc_info()
@@ -378,3 +415,9 @@ def _print_exception():
         os.write(ERR_FD, text.encode("utf-8", "replace"))
     except OSError:
         pass
+
+
+try:  # imported as part of the grader package; inside the sandbox the files are one script
+    from grader._testcode import run_test_code  # noqa: E402
+except ImportError:
+    pass

@@ -24,9 +24,10 @@ import sys
 import time
 
 try:  # imported as part of the grader package
-    from grader._runner import (DONE, ERR_FD, OUT_FD, REC_FD, RECORD, ST_EXITED, ST_OK,
-                                descendants, prepare_children, read_exact, sweep, write_all,
-                                zygote)
+    from grader._runner import (DONE, ERR_FD, OUT_FD, REC_FD, RECORD, SECRET_FD, ST_EXITED,
+                                ST_OK, cpu_rlimit, descendants, prepare_children, read_exact,
+                                sweep, write_all, zygote)
+    from grader._testcode import TEST_FILE
 except ImportError:  # inside the sandbox, _runner.py's source was prepended to this one
     pass
 
@@ -94,7 +95,13 @@ class Supervisor:
             pass
 
     def _zygote_died(self):
-        """Kill everything but ourselves, reap it all, start a new zygote."""
+        """Kill everything but ourselves, reap it all, start a new zygote.
+
+        The new zygote is forked from us: drop the test code we hold first, so that its
+        programs cannot find it in memory (freed heap blocks may still hold old bytes).
+        """
+        self.compiled = {key: code for key, code in self.compiled.items()
+                         if key[1] != TEST_FILE}
         os.close(self.command_fd)
         os.close(self.report_fd)
         if self.pid_namespace:
@@ -151,17 +158,17 @@ class Supervisor:
             deadline = time.monotonic() + _ZYGOTE_GRACE_S
 
     # -- one program
-    def compile(self, source):
+    def compile(self, source, filename="main.py"):
         """Marshalled code, or the SyntaxError message as str. Cached: RL batches repeat."""
-        code = self.compiled.get(source)
+        code = self.compiled.get((source, filename))
         if code is None:
             try:
-                code = marshal.dumps(compile(source, "main.py", "exec", dont_inherit=True))
+                code = marshal.dumps(compile(source, filename, "exec", dont_inherit=True))
             except (SyntaxError, ValueError, OverflowError, RecursionError, MemoryError) as exc:
                 code = "%s: %s" % (type(exc).__name__, exc)
             if len(self.compiled) >= _COMPILE_CACHE:
                 self.compiled.pop(next(iter(self.compiled)))  # oldest first
-            self.compiled[source] = code
+            self.compiled[(source, filename)] = code
         return code
 
     def grade(self, request):
@@ -170,6 +177,13 @@ class Supervisor:
             message = code.encode("utf-8", "replace")
             return self._reply(FLAG_SYNTAX, 0, 0, 0.0, 0.0, b"", b"", 0, 0, message)
         _reset_channels()
+        test_code = request.get("test_code")
+        if test_code is not None:
+            # The test process reads this only after it has forked the program's process.
+            test_code = self.compile(test_code, TEST_FILE)
+            if isinstance(test_code, str):  # the parent checked it parses; never the program's doing
+                raise RuntimeError("test code does not compile: " + test_code)
+            os.pwrite(SECRET_FD, request["nonce"] + test_code, 0)
         workdir = os.path.join(self.config["workroot"], "w")
         os.mkdir(workdir, 0o700)
         child_uid = self.config["child_uid"]
@@ -182,7 +196,7 @@ class Supervisor:
             blob = marshal.dumps((code, request["fn_name"], request["inputs"], start,
                                   cpu_limit_s, request["memory_bytes"], request["out_cap"],
                                   workdir, child_uid, self.config["nofile"],
-                                  self.config["nproc"]))
+                                  self.config["nproc"], test_code is not None))
             status, child_cpu_s, killed, parent_killed = self._run_child(blob,
                                                                          request["test_wall_s"])
             cpu_s += child_cpu_s
@@ -194,14 +208,14 @@ class Supervisor:
                 os.ftruncate(REC_FD, start * RECORD.size)
             term_signal = os.WTERMSIG(status) if os.WIFSIGNALED(status) else 0
             exit_code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else 0
-            cpu_hard = int(cpu_limit_s * (n_tests - start)) + 1  # as set by the child
+            cpu_hard = cpu_rlimit(cpu_limit_s, n_tests - start)  # as set by the child
             if term_signal == signal.SIGKILL and child_cpu_s >= cpu_hard - 0.05:
                 flags |= FLAG_CPU_RLIMIT
             # os._exit(0) during a test ends the child before it writes that test's record.
             # The test is done (its output is in the memfd): record it, resume with the next.
             next_index = _records_end(start)
             if (flags or term_signal or exit_code or next_index is None
-                    or next_index >= n_tests):
+                    or next_index >= n_tests or test_code is not None):
                 break
             os.pwrite(REC_FD, RECORD.pack(next_index, ST_EXITED, os.fstat(OUT_FD).st_size, 0),
                       os.fstat(REC_FD).st_size)
@@ -235,8 +249,9 @@ class Supervisor:
 
 
 def _open_channels():
-    """memfds for records, stdout and stderr at fds 3-5, inherited by zygote and children."""
-    for fd, name in ((REC_FD, "rec"), (OUT_FD, "out"), (ERR_FD, "err")):
+    """memfds for records, stdout, stderr and the secret at fds 3-6, inherited by the zygote
+    and its children (a child closes the secret unless it runs test code)."""
+    for fd, name in ((REC_FD, "rec"), (OUT_FD, "out"), (ERR_FD, "err"), (SECRET_FD, "secret")):
         memfd = os.memfd_create(name)
         if memfd != fd:
             os.dup2(memfd, fd)
@@ -245,6 +260,7 @@ def _open_channels():
 
 def _reset_channels():
     import fcntl
+    os.ftruncate(SECRET_FD, 0)
     for fd in (REC_FD, OUT_FD, ERR_FD):
         os.ftruncate(fd, 0)
         # Appends land at the end even if a program seeks (the flag is shared, so re-set it).

@@ -14,6 +14,7 @@ import threading
 from collections.abc import Iterable, Sequence
 
 from . import batch
+from ._testcode import NONCE_BYTES
 from .judge import judge, output_cap
 from .sandbox import SandboxError, SandboxConfig, ServerProcess, find_bwrap, warn_fallback
 from .spec import TaskSpec, task_spec
@@ -138,6 +139,9 @@ class Grader:
             servers = [self._idle.get() for _ in range(workers)]
         verdicts: list[Verdict | None] = [None] * len(pairs)
         caps = [output_cap(spec, self.config.min_output_bytes) for spec in specs]
+        # Test-code tasks: the proof that the test code ran to its end, fresh for every run.
+        nonces = [os.urandom(NONCE_BYTES) if spec.test_code is not None else b""
+                  for spec in specs]
 
         def prepare(i: int) -> tuple[bytes, float]:
             spec = specs[i]
@@ -148,6 +152,7 @@ class Grader:
                 "source": pairs[i][0], "fn_name": spec.fn_name, "inputs": list(spec.inputs),
                 "cpu_limit_s": spec.time_limit_s, "memory_bytes": spec.memory_mb << 20,
                 "out_cap": caps[i], "test_wall_s": test_wall_s,
+                "test_code": spec.test_code, "nonce": nonces[i],
             })
             # The server enforces the backstop itself; this only catches a hung server.
             return request, test_wall_s * len(spec.inputs) + 30.0
@@ -156,7 +161,7 @@ class Grader:
             if isinstance(reply, SandboxError):
                 verdicts[i] = Verdict(Outcome.SANDBOX_ERROR, None, 0.0, str(reply), self.sandbox)
             else:
-                verdicts[i] = judge(specs[i], reply, self.sandbox, caps[i])
+                verdicts[i] = judge(specs[i], reply, self.sandbox, caps[i], nonces[i])
 
         try:
             for server in servers:

@@ -14,7 +14,11 @@ from .compare import json_matches, stdout_matches
 from .spec import TaskSpec
 from .verdict import Outcome, Verdict
 
-_TIMEOUT_SIGNALS = {signal.SIGPROF, signal.SIGXCPU}  # per-test timer, soft RLIMIT_CPU
+# per-test user-time timer, its user+system backstop, soft RLIMIT_CPU
+_TIMEOUT_SIGNALS = {signal.SIGVTALRM, signal.SIGPROF, signal.SIGXCPU}
+_TEST_CODE_OUTCOMES = {child.ST_WRONG: Outcome.WRONG_ANSWER, child.ST_BAD_RETURN: Outcome.WRONG_ANSWER,
+                       child.ST_MEMORY: Outcome.MEMORY_LIMIT, child.ST_TIMEOUT: Outcome.TIMEOUT,
+                       child.ST_OUTPUT: Outcome.OUTPUT_LIMIT}
 
 
 def output_cap(spec: TaskSpec, min_output_bytes: int) -> int:
@@ -22,8 +26,13 @@ def output_cap(spec: TaskSpec, min_output_bytes: int) -> int:
     return max(min_output_bytes, 2 * spec.output_bytes + (64 << 10))
 
 
-def judge(spec: TaskSpec, reply: bytes, sandbox: str, out_cap: int) -> Verdict:
-    """The verdict for one program, from the server's reply (see `_server.REPLY`)."""
+def judge(spec: TaskSpec, reply: bytes, sandbox: str, out_cap: int, nonce: bytes = b"") -> Verdict:
+    """The verdict for one program, from the server's reply (see `_server.REPLY`).
+
+    Test-code tasks (`nonce` is the run's proof): PASSED needs the test process's ST_OK record
+    with exactly the nonce as its output. An exit status, or a record without the nonce, is
+    never a pass. `first_failed_test` is then the line of the test code that failed (or 0).
+    """
     (flags, term_signal, exit_code, cpu_s, _wall_s, n_records, n_out, out_size, err_size,
      n_err) = wire.REPLY.unpack_from(reply)
     offset = wire.REPLY.size
@@ -37,6 +46,18 @@ def judge(spec: TaskSpec, reply: bytes, sandbox: str, out_cap: int) -> Verdict:
 
     if flags & wire.FLAG_SYNTAX:
         return verdict(Outcome.SYNTAX_ERROR)
+
+    if spec.test_code is not None and len(records) >= child.RECORD.size:
+        _, status, end, _cpu_us = child.RECORD.unpack_from(records)
+        if status == child.ST_OK:
+            if nonce and out[:end] == nonce and end == len(nonce):
+                return verdict(Outcome.PASSED)
+            return verdict(Outcome.RUNTIME_ERROR, 0, "\ngrader: no proof that the test code ended\n")
+        text = out[:min(end, 12)]
+        line = int(text) if text.isdigit() else 0
+        if capped and status == child.ST_EXCEPTION:
+            return verdict(Outcome.OUTPUT_LIMIT, line)
+        return verdict(_TEST_CODE_OUTCOMES.get(status, Outcome.RUNTIME_ERROR), line)
 
     n_tests, previous_end = len(spec.inputs), 0
     usable = min(len(records) // child.RECORD.size, n_tests)

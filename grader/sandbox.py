@@ -19,11 +19,19 @@ Protected, with the mechanism:
   sys.stdout, forging result records or killing the runner can at most change the program's
   own output; its records are parsed as untrusted data. A process killed mid-test fails that
   test. A task with no tests is refused.
+- Test-code tasks (the benchmark's own test code, `_testcode.py`). The test code must run in
+  the sandbox, so it runs in a process of its own that the program cannot reach: the program
+  runs in a process forked *before* the test code and a per-run nonce are read, with every
+  channel to the supervisor closed; values cross between the two as plain built-ins only. A
+  pass needs the nonce, which the test process writes after the test code's last statement:
+  exiting early, equality-faking objects and patched builtins cannot produce it.
 - Other programs' verdicts. Each program runs in its own forked child, in a fresh empty
   working directory; everything it leaves behind (processes, files in /tmp) is removed before
-  the next program starts. Verdicts use CPU time (per-test ITIMER_PROF, RLIMIT_CPU as a hard
-  backstop), so load on the machine does not flip them; the wall clock is only a backstop, per
-  test, at `wall_factor` x time_limit_s + `wall_slack_s`. Hash seed and `random` are fixed.
+  the next program starts. Verdicts use CPU time (per-test timers, RLIMIT_CPU as a hard
+  backstop), so load on the machine does not flip them. The per-test limit counts user time
+  (ITIMER_VIRTUAL); user+system time (ITIMER_PROF, RLIMIT_CPU) only a looser backstop, since
+  kernel time (page zeroing) grows with memory contention. The wall clock is only a backstop,
+  per test, at `wall_factor` x time_limit_s + `wall_slack_s`. Hash seed and `random` are fixed.
 - The host. With bubblewrap: new pid, net, ipc, uts (and cgroup) namespaces; no network (a
   private loopback only); a filesystem of read-only binds of the interpreter and /usr/lib only
   (no /home, /root, /etc, working trees, host /tmp, not even /bin/sh); a private, size-capped
@@ -76,11 +84,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import _runner, _server
+from . import _runner, _server, _testcode, _values
 
 SANDBOX_UID_BASE = 2_000_000_000  # + a host pid: unique per live server, unused by real users
 # What runs in the sandbox: both halves as one `python -c` script (the package is not there).
-_SERVER_SOURCE = Path(_runner.__file__).read_text() + "\n" + Path(_server.__file__).read_text()
+_SERVER_SOURCE = "\n".join(Path(module.__file__).read_text()
+                           for module in (_values, _runner, _testcode, _server))
 _WARNING = """
 ==============================================================================
 WARNING: grader is running WITHOUT bubblewrap ({reason}).

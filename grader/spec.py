@@ -3,7 +3,12 @@
 A task is either a Mapping in the project's task schema (selfregress/tasks/schema.py) or any
 object with the same attributes (the selfregress `Task` dataclass). Tests are dicts or objects
 with `input` and `output`. Only these keys are read: tests, fn_name, time_limit_s, memory_mb,
-float_tol. A bad value raises ValueError naming the key.
+float_tol, test_code. A bad value raises ValueError naming the key.
+
+Three kinds of test: stdin/stdout; call-based (`fn_name`: JSON arguments, JSON result); and
+the benchmark's own test code (`test_code`: e.g. HumanEval's `check` and `check(entry_point)`,
+or MBPP's set-up code and asserts), which passes when it runs to its end (`_testcode.py`). A
+test-code task has no `tests`; the whole test code counts as one test.
 """
 from __future__ import annotations
 
@@ -25,6 +30,7 @@ class TaskSpec:
     memory_mb: int                # address space the program may add to the interpreter's
     float_tol: float | None       # numeric tolerance for output comparison
     output_bytes: int = 0         # total size of the expected outputs (sets the output cap)
+    test_code: str | None = None  # set: the benchmark's own test code is the one test
 
 
 def _getter(record):
@@ -50,6 +56,9 @@ def task_spec(task: object) -> TaskSpec:
     if isinstance(task, TaskSpec):
         return task
     field = _getter(task)
+    test_code = field("test_code")
+    if test_code is not None:
+        return _test_code_spec(field, test_code)
     tests = field("tests")
     if tests is None or isinstance(tests, (str, bytes)):
         raise ValueError("task has no 'tests' list")
@@ -95,3 +104,18 @@ def task_spec(task: object) -> TaskSpec:
         float_tol=float_tol,
         output_bytes=output_bytes,
     )
+
+
+def _test_code_spec(field, test_code) -> TaskSpec:
+    if not isinstance(test_code, str) or not test_code.strip():
+        raise ValueError("task test_code must be a non-empty str")
+    if field("tests"):
+        raise ValueError("a task with test_code has no 'tests' (the test code is the test)")
+    try:
+        compile(test_code, "test.py", "exec", dont_inherit=True)
+    except (SyntaxError, ValueError) as exc:
+        raise ValueError(f"task test_code does not compile: {exc}") from None
+    return TaskSpec(inputs=(b"",), expected=(None,), fn_name=None,
+                    time_limit_s=_number(field, "time_limit_s", DEFAULT_TIME_LIMIT_S, float),
+                    memory_mb=_number(field, "memory_mb", DEFAULT_MEMORY_MB, int),
+                    float_tol=None, test_code=test_code)

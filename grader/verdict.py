@@ -11,7 +11,7 @@ class Outcome(str, enum.Enum):
     PASSED = "passed"              # every test's output matched
     WRONG_ANSWER = "wrong_answer"  # a test's output (or return value) did not match
     RUNTIME_ERROR = "runtime_error"  # uncaught exception, non-zero exit, or killed by a signal
-    TIMEOUT = "timeout"            # a test used more than time_limit_s of CPU (or hung: wall clock)
+    TIMEOUT = "timeout"            # a test used more than time_limit_s of user CPU (or hung: wall clock)
     MEMORY_LIMIT = "memory_limit"  # MemoryError under the address-space limit
     OUTPUT_LIMIT = "output_limit"  # stdout/stderr/file writes past the output cap
     SYNTAX_ERROR = "syntax_error"  # did not compile; nothing was run
@@ -21,7 +21,8 @@ class Outcome(str, enum.Enum):
 @dataclass(frozen=True)
 class Verdict:
     outcome: Outcome
-    first_failed_test: int | None  # index into task tests; None if passed or nothing ran
+    first_failed_test: int | None  # index into task tests (test code: the failing line, or 0);
+    #                                None if passed or nothing ran
     run_time_s: float              # CPU seconds the program used, all tests together
     stderr_tail: str               # last ~2 KB of stderr (tracebacks, diagnostics)
     sandbox: str                   # "bwrap" or "rlimit-only"

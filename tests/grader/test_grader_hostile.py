@@ -89,20 +89,13 @@ def g(bwrap_grader):
     assert leftover_processes(bwrap_grader) == []
 
 
-# Filling the address-space cap with zeroed pages costs about 0.15 s of CPU (measured under a 2-process load),
-# but once took 0.31 s under CI load (4 processes on 2 cores, memory bandwidth shared): at a
-# 0.3 s limit the bomb then ran out of CPU before memory, a TIMEOUT. With 2 s it is the cap.
-TIME_LIMIT_S = {"memory_bomb": 2.0}
-
-
 @pytest.mark.parametrize("name", sorted(HOSTILE))
 def test_hostile(g, name):
     program, outcomes = HOSTILE[name]
-    limit = TIME_LIMIT_S.get(name)
     started = time.monotonic()
-    verdict = g.grade(program, ONE if limit is None else stdin_task([("", "ok\n")], time_limit_s=limit))
+    verdict = g.grade(program, ONE)
     assert verdict.outcome in outcomes, verdict
-    assert time.monotonic() - started < 4.0 + 3 * (limit or 0.3)  # wall backstop: 3 x limit + 1 s
+    assert time.monotonic() - started < 5.0  # wall backstop: 3 x 0.3 s + 1 s
     assert leftover_processes(g) == []
 
 

@@ -15,7 +15,7 @@ import grader
 from grader import Outcome, Verdict
 
 
-@pytest.mark.parametrize("program, outcome, first_failed", [
+VERDICT_CASES = [
     (SUM_PROGRAM, Outcome.PASSED, None),
     ("import sys\nprint(sum(map(int, sys.stdin.read().split()[1:])))", Outcome.PASSED, None),
     ("print(sum(map(int, open(0).read().split()[1:])))", Outcome.PASSED, None),
@@ -46,7 +46,12 @@ from grader import Outcome, Verdict
     ("f = open('big', 'w')\nwhile True:\n    f.write('x' * 10 ** 6)", Outcome.OUTPUT_LIMIT, 0),
     ("print(", Outcome.SYNTAX_ERROR, None),
     ("x = 1\0", Outcome.SYNTAX_ERROR, None),
-])
+]
+VERDICT_IDS = {"x = []\nwhile True:\n    x.append(' ' * 10 ** 6)": "memory bomb"}
+
+
+@pytest.mark.parametrize("program, outcome, first_failed", VERDICT_CASES,
+                         ids=[VERDICT_IDS.get(case[0]) for case in VERDICT_CASES])
 def test_every_verdict_kind(bwrap_grader, program, outcome, first_failed):
     task = dict(SUM_TASK, time_limit_s=0.5)
     verdict = bwrap_grader.grade(program, task)

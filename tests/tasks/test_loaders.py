@@ -101,34 +101,36 @@ def test_even_with_opt_in_a_pickle_that_reaches_for_code_is_refused(tmp_path, ca
     assert decode_private_tests(record["private_test_cases"], allow_pickle=False) is None
 
 
-def test_mbpp_asserts_become_call_based_tests(datasets, reference_passes, caplog):
+def test_mbpp_asserts_of_any_shape_and_setup_code_become_test_code(datasets, records, reference_passes,
+                                                                  caplog):
     with caplog.at_level(logging.WARNING, logger="selfregress.tasks"):
         tasks = by_id(load_tasks(f"mbpp:{datasets['mbpp']}"))
-    assert sorted(tasks) == ["mbpp/2", "mbpp/3"]  # mbpp/4 needs test_setup_code
-    assert "1 needs test_setup_code" in caplog.text and "1 asserts not of the form" in caplog.text
+    assert sorted(tasks) == ["mbpp/2", "mbpp/3", "mbpp/4"]
+    assert caplog.text == ""  # nothing skipped, no check dropped
     shared = tasks["mbpp/2"]
-    assert shared.fn_name == "similar_elements" and len(shared.tests) == 2
-    assert shared.tests[0] == {"input": "[[3, 4, 5, 6], [5, 7, 4, 10]]", "output": "[4, 5]"}
+    assert shared.tests == () and shared.fn_name == "similar_elements"
+    assert shared.test_code == "\n".join(records["mbpp"][0]["test_list"]) + "\n"  # the set() assert too
     assert "Your code should pass these tests:\nassert similar_elements" in shared.prompt
-    area = tasks["mbpp/3"]
-    assert area.float_tol == 0.001 and area.fn_name == "circle_area"
+    assert tasks["mbpp/4"].test_code == "x = 1\nassert f(x) == 1\n"  # test_setup_code first
     for task in tasks.values():
         assert reference_passes(task.solutions[0], task), task.task_id
+    assert not reference_passes("def similar_elements(a, b):\n    return (4, 5)", shared)
 
 
-def test_humaneval_check_function_becomes_tests(datasets, reference_passes, caplog):
+def test_humaneval_keeps_the_whole_check_function(datasets, records, reference_passes, caplog):
     with caplog.at_level(logging.WARNING, logger="selfregress.tasks"):
         tasks = by_id(load_tasks(f"humaneval:{datasets['humaneval']}"))  # a .jsonl.gz file
+    assert caplog.text == ""
     close = tasks["HumanEval/0"]
     assert close.fn_name == "has_close_elements" and close.starter_code.startswith("from typing import List")
-    assert [t["output"] for t in close.tests] == ["true", "false"]  # the for-loop assert is dropped
+    assert close.tests == () and records["humaneval"][0]["test"].strip() in close.test_code  # the loop too
+    assert close.test_code.startswith("from typing import List\n")  # the prompt, less the stub
+    assert "def has_close_elements" not in close.test_code
+    assert close.test_code.endswith("\ncheck(has_close_elements)\n")
     assert "has_close_elements" in close.prompt and close.solutions[0].startswith(close.starter_code)
-    product = tasks["HumanEval/8"]
-    assert [json.loads(t["output"]) for t in product.tests] == [[0, 1], [15, 105], [10, 10]]  # folded
-    assert tasks["HumanEval/2"].float_tol == 1e-6
-    assert "statements of check() that are not a convertible assert" in caplog.text
     for task in tasks.values():
         assert reference_passes(task.solutions[0], task), task.task_id
+    assert not reference_passes(close.starter_code + "    return True\n", close)
 
 
 def test_a_folder_of_files_and_a_json_array(tmp_path, datasets):

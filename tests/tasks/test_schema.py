@@ -16,7 +16,7 @@ def test_defaults_and_round_trip():
             "source": "mbpp", "difficulty": "easy", "float_tol": 1e-6, "solutions": ["def f():\n    return 1"]}
     task = Task.from_dict(full)
     assert task.time_limit_s == 3.0 and isinstance(task.time_limit_s, float)
-    assert task.to_dict() == {**full, "time_limit_s": 3.0}
+    assert task.to_dict() == {**full, "time_limit_s": 3.0, "test_code": None}
     assert Task.from_dict(task.to_dict()) == task
     assert isinstance(task.tests, tuple) and isinstance(task.solutions, tuple)
 
@@ -35,6 +35,18 @@ def test_defaults_and_round_trip():
 def test_bad_values_name_the_key(change, message):
     with pytest.raises(TaskError, match=message):
         Task.from_dict({**MINIMAL, **change})
+
+
+def test_test_code_tasks_have_no_tests():
+    task = Task.from_dict({**MINIMAL, "tests": [], "test_code": "assert f() == 1\n", "fn_name": "f"})
+    assert task.tests == () and task.test_code == "assert f() == 1\n"
+    assert Task.from_dict(task.to_dict()) == task
+    with pytest.raises(TaskError, match="a task with 'test_code' has no 'tests'"):
+        Task.from_dict({**MINIMAL, "test_code": "assert f() == 1\n"})
+    with pytest.raises(TaskError, match="'test_code' must be a non-empty str"):
+        Task.from_dict({**MINIMAL, "tests": [], "test_code": ""})
+    with pytest.raises(TaskError, match="'tests' must be a non-empty list"):
+        Task.from_dict({**MINIMAL, "tests": []})
 
 
 def test_missing_keys_and_non_objects():

@@ -53,13 +53,17 @@ def options(args: argparse.Namespace) -> dict:
 def show(tasks) -> None:
     for task in tasks:
         kind = f"call {task.fn_name}(...)" if task.fn_name else "stdin/stdout"
-        print(f"== {task.task_id}  [{task.source}, difficulty {task.difficulty}, {kind}, "
-              f"{len(task.tests)} tests]")
+        count = f"{len(task.tests)} tests"
+        if task.test_code is not None:
+            kind, count = "test code", f"{task.test_code.count(chr(10))} lines of test code"
+        print(f"== {task.task_id}  [{task.source}, difficulty {task.difficulty}, {kind}, {count}]")
         print(task.prompt)
         if task.starter_code:
             print("-- starter code\n" + task.starter_code.rstrip())
         if task.solutions:
             print("-- reference\n" + task.solutions[0].rstrip())
+        if task.test_code is not None:
+            print("-- test code\n" + task.test_code.rstrip())
         for test in task.tests[:3]:
             print(f"-- input {test['input']!r} -> output {test['output']!r}")
         print()

@@ -11,13 +11,12 @@ Limits worth knowing:
 - LiveCodeBench's private tests are base64(zlib(pickle)). Unpickling can run code, so they
   are decoded only with ``allow_pickle=True``, and then by an unpickler that refuses every
   global (plain strings, lists and dicts only). Without it, only public tests are kept.
-- MBPP and HumanEval tests are Python asserts; ``asserts.py`` converts the ones shaped
-  ``assert f(literals) == literal`` (and float-tolerance forms) and drops the rest.
+- MBPP and HumanEval test with Python code; ``benchmarks.py`` keeps that code whole as the
+  task's ``test_code``, so no check is dropped.
 """
 
 from __future__ import annotations
 
-import ast
 import base64
 import gzip
 import io
@@ -30,14 +29,10 @@ from collections import Counter
 from pathlib import Path
 from typing import Callable, Iterator
 
-from selfregress.tasks.asserts import parse_assert, parse_asserts
+from selfregress.tasks.benchmarks import Skip, require, from_humaneval, from_mbpp
 from selfregress.tasks.schema import Task, TaskError, iter_json_lines
 
 log = logging.getLogger("selfregress.tasks")
-
-
-class Skip(Exception):
-    """This record cannot become a gradable task; the message is the reason."""
 
 
 # -- reading records -------------------------------------------------------------------------
@@ -117,18 +112,11 @@ def _json_field(record: dict, key: str, default=None):
     return value
 
 
-def _require(record: dict, where: str, fmt: str, *keys: str) -> None:
-    missing = [k for k in keys if k not in record]
-    if missing:
-        raise TaskError(f"{where}: missing {missing[0]!r}, which every {fmt} record has; "
-                        "is the source prefix right?")
-
-
 # -- APPS / TACO -----------------------------------------------------------------------------
 def from_apps(record: dict, where: str, index: int, notes: Counter, source: str = "apps") -> Task:
     """APPS (codeparrot/apps) or TACO (BAAI/TACO): ``input_output`` holds inputs/outputs
     and, for call-based problems, ``fn_name``; ``solutions`` is a JSON list of programs."""
-    _require(record, where, source.upper(), "question", "input_output")
+    require(record, where, source.upper(), "question", "input_output")
     io_spec = _json_field(record, "input_output", {})
     if not isinstance(io_spec, dict):
         raise Skip("'input_output' is not an object")
@@ -187,7 +175,7 @@ PYTHON3 = 3
 def from_codecontests(record: dict, where: str, index: int, notes: Counter) -> Task:
     """deepmind/code_contests: public, private and generated tests (in that order), and the
     Python 3 solutions. Its time limits were set for C++; Python may need more."""
-    _require(record, where, "CodeContests", "description", "public_tests")
+    require(record, where, "CodeContests", "description", "public_tests")
     tests = []
     for key in ("public_tests", "private_tests", "generated_tests"):
         block = record.get(key) or {}
@@ -214,7 +202,7 @@ def from_livecodebench(record: dict, where: str, index: int, notes: Counter,
                        allow_pickle: bool = False) -> Task:
     """livecodebench/code_generation(_lite): JSON public tests; private tests JSON or pickled.
     Functional tests hold one JSON value per line (the arguments) and a JSON result."""
-    _require(record, where, "LiveCodeBench", "question_content", "public_test_cases")
+    require(record, where, "LiveCodeBench", "question_content", "public_test_cases")
     cases = list(_json_field(record, "public_test_cases", []))
     private = decode_private_tests(record.get("private_test_cases"), allow_pickle)
     if private is None:
@@ -275,68 +263,6 @@ def decode_private_tests(raw, allow_pickle: bool) -> list | None:
         return json.loads(value) if isinstance(value, (str, bytes)) else list(value)
     except Exception as e:  # untrusted bytes: any failure means "not decodable", not a crash
         raise Skip(f"private tests could not be decoded ({type(e).__name__})") from None
-
-
-# -- MBPP ------------------------------------------------------------------------------------
-def from_mbpp(record: dict, where: str, index: int, notes: Counter) -> Task:
-    """MBPP (full: ``text``; sanitized: ``prompt``). The prompt shows the asserts, as in the
-    MBPP paper, since they fix the function's name and signature."""
-    _require(record, where, "MBPP", "code", "test_list")
-    text = record.get("text") or record.get("prompt")
-    if not text:
-        raise TaskError(f"{where}: missing 'text' (or 'prompt'), which every MBPP record has; "
-                        "is the source prefix right?")
-    if (record.get("test_setup_code") or "").strip():
-        raise Skip("needs test_setup_code")
-    converted = [parse_assert_line(line) for line in record["test_list"]]
-    notes["asserts not of the form f(literals) == literal, dropped"] += sum(t is None for t in converted)
-    tests = [t for t in converted if t]
-    if not tests:
-        raise Skip("no assert of the form f(literals) == literal")
-    if len({t.fn_name for t in tests}) > 1:
-        raise Skip("asserts call different functions")
-    prompt = text.strip() + "\nYour code should pass these tests:\n" + "\n".join(record["test_list"])
-    return _call_task(f"mbpp/{record.get('task_id', index)}", prompt, tests, tests[0].fn_name,
-                      None, (record["code"],), "mbpp")
-
-
-def parse_assert_line(line: str):
-    tests, _ = parse_asserts(line)
-    return tests[0] if len(tests) == 1 else None
-
-
-# -- HumanEval -------------------------------------------------------------------------------
-def from_humaneval(record: dict, where: str, index: int, notes: Counter) -> Task:
-    """openai/human-eval: the asserts inside ``check(candidate)`` that convert become tests;
-    loops, helpers and computed expectations are dropped (counted in the warning)."""
-    _require(record, where, "HumanEval", "prompt", "entry_point", "canonical_solution", "test")
-    try:
-        module = ast.parse(record["test"])
-    except SyntaxError:
-        raise Skip("test code does not parse") from None
-    check = next((n for n in module.body if isinstance(n, ast.FunctionDef) and n.name == "check"), None)
-    if check is None:
-        raise Skip("no check(candidate) function")
-    callee = check.args.args[0].arg if check.args.args else "candidate"
-    converted = [parse_assert(node, callee) for node in check.body]
-    dropped = sum(t is None for t in converted)
-    notes["statements of check() that are not a convertible assert, dropped"] += dropped
-    tests = [t for t in converted if t]
-    if not tests:
-        raise Skip("no assert of the form candidate(literals) == literal")
-    entry = record["entry_point"]
-    prompt = f"Write the Python function `{entry}` that the starter code describes."
-    return _call_task(record.get("task_id") or f"humaneval/{index}", prompt, tests, entry,
-                      record["prompt"], (record["prompt"] + record["canonical_solution"],), "humaneval")
-
-
-def _call_task(task_id, prompt, tests, fn_name, starter, solutions, source) -> Task:
-    tols = [t.tol for t in tests if t.tol is not None]
-    return Task(task_id=str(task_id), prompt=prompt,
-                tests=tuple({"input": t.input, "output": t.output} for t in tests),
-                fn_name=fn_name, starter_code=starter, source=source,
-                time_limit_s=3.0,  # human-eval's per-program timeout
-                float_tol=max(tols) if tols else None, solutions=solutions)
 
 
 # -- all formats -----------------------------------------------------------------------------

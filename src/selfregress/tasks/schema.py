@@ -2,9 +2,12 @@
 
 One task per line:
     {"task_id", "prompt", "tests": [{"input", "output"}], "fn_name", "starter_code",
-     "time_limit_s", "memory_mb", "source", "difficulty", "float_tol", "solutions"}
+     "time_limit_s", "memory_mb", "source", "difficulty", "float_tol", "solutions", "test_code"}
 ``fn_name`` set means call-based tests: each input is a JSON list of arguments and each
-output the JSON-encoded return value. Otherwise tests are stdin -> stdout.
+output the JSON-encoded return value. Otherwise tests are stdin -> stdout. ``test_code`` set
+means the third kind: the benchmark's own test code (HumanEval's ``check`` and its call, MBPP's
+set-up code and asserts), which the program passes when it runs to its end; such a task has no
+``tests`` (an empty list).
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ class Task:
     difficulty: str | int | None = None  # synthetic: the tier (number of composed operations)
     float_tol: float | None = None      # numeric tolerance for the grader, if the source has one
     solutions: tuple[str, ...] = ()     # reference programs (empty if the source has none)
+    test_code: str | None = None        # set: the benchmark's own test code is the test
 
     def to_dict(self) -> dict:
         """The JSON-ready schema form (tuples become lists)."""
@@ -57,7 +61,12 @@ class Task:
         _check(d, "task_id", str, nonempty=True)
         _check(d, "prompt", str)
         tests = d["tests"]
-        if not isinstance(tests, (list, tuple)) or not tests:
+        _check(d, "test_code", str, optional=True, nonempty=True)
+        if d.get("test_code") is not None:
+            if tests not in ([], ()):
+                raise TaskError(f"task {d['task_id']!r}: a task with 'test_code' has no 'tests' "
+                                "(write \"tests\": [])")
+        elif not isinstance(tests, (list, tuple)) or not tests:
             raise TaskError(f"task {d['task_id']!r}: 'tests' must be a non-empty list of "
                             '{"input": str, "output": str}')
         for i, t in enumerate(tests):

