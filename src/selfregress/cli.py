@@ -250,7 +250,7 @@ def parse_argv(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_argv(argv)
-    from selfregress.tracking import Terminated, install_sigterm_handler
+    from selfregress.interrupts import Terminated, install_sigterm_handler
 
     install_sigterm_handler()
     try:

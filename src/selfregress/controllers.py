@@ -21,7 +21,6 @@ import math
 from dataclasses import dataclass, field
 from typing import Protocol, Sequence
 
-from scipy import integrate, special, stats
 
 from selfregress import metric_keys as K
 
@@ -157,6 +156,8 @@ def prob_greater(a1: float, b1: float, a2: float, b2: float) -> float:
     = integral_0^1 f_X(x) F_Y(x) dx, by adaptive quadrature (the parameters need not be
     integers: CARE's forgetting scales them). Checked against Evan Miller's closed form.
     """
+    from scipy import integrate, special, stats   # lazily: scipy.stats costs seconds, and readers need none
+
     value, _ = integrate.quad(lambda x: stats.beta.pdf(x, a1, b1) * special.betainc(a2, b2, x),
                               0.0, 1.0, epsabs=1e-11, epsrel=1e-10, limit=200)
     return min(1.0, max(0.0, value))
@@ -164,6 +165,8 @@ def prob_greater(a1: float, b1: float, a2: float, b2: float) -> float:
 
 def prob_greater_closed_form(a1: int, b1: int, a2: int, b2: int) -> float:
     """P(X > Y) for integer a1 (Evan Miller, "Formulas for Bayesian A/B testing")."""
+    from scipy import special
+
     total = 0.0
     for i in range(a1):
         total += math.exp(special.betaln(a2 + i, b1 + b2) - math.log(b1 + i)
