@@ -37,7 +37,9 @@ def main() -> None:
     torch.set_num_threads(1)
     from grader import Grader
     from selfregress.bootstrap import ensure_base_model
-    from selfregress.chain import ChainConfig, campaign_records, run_chain
+    from selfregress.chain import run_chain
+    from selfregress.chain_config import ChainConfig
+    from selfregress.records import campaign_records
     from selfregress.config import parse
     from selfregress.tracking import connect
 

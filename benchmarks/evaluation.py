@@ -29,7 +29,8 @@ def main() -> None:
     torch.set_num_threads(1)
     from grader import Grader
     from selfregress.evaluation import evaluate
-    from selfregress.policy import build_prompt, extract_program, load_policy, sample
+    from selfregress.policy import build_prompt, extract_program, load_policy
+    from selfregress.sampling import sample
     from selfregress.tasks import synthetic_splits
 
     policy = load_policy(args.model)

@@ -31,7 +31,8 @@ import time
 
 import torch
 
-from selfregress.policy import build_prompt, load_policy, sample
+from selfregress.policy import build_prompt, load_policy
+from selfregress.sampling import sample
 
 def build_model(folder: str, pretrain, *, seed: int, sft_steps: int, vocab_size: int) -> None:
     """Train the tokenizer, build the tiny Qwen2, fine-tune it briefly, save it to ``folder``."""

@@ -139,8 +139,9 @@ def median_parts(steps: list[dict[str, float]]) -> dict[str, float]:
 # ---- ours ----------------------------------------------------------------------------------------
 def run_ours(model_dir: str, tasks, score: Score, args) -> dict:
     from selfregress import metric_keys as K
-    from selfregress import campaign
-    from selfregress.campaign import StepTimes, frozen_copy, make_update, step_seed, train_step
+    from selfregress import step as step_module
+    from selfregress.step import StepTimes, frozen_copy, step_seed, train_step
+    from selfregress.updates import make_update
     from selfregress.sampling import completion_logprobs
     from selfregress.policy import load_policy
 
@@ -162,7 +163,7 @@ def run_ours(model_dir: str, tasks, score: Score, args) -> dict:
         finally:
             forwards[name] = forwards.get(name, 0.0) + time.perf_counter() - started
 
-    campaign.completion_logprobs = timed_logprobs     # train_step looks it up at call time
+    step_module.completion_logprobs = timed_logprobs     # train_step looks it up at call time
     try:
         for k in range(args.warmup + args.steps):
             batch = tasks[k * args.prompts:(k + 1) * args.prompts]
@@ -180,7 +181,7 @@ def run_ours(model_dir: str, tasks, score: Score, args) -> dict:
                               "update": times.update, **forwards,
                               "backward+optimizer+other": times.update - sum(forwards.values())})
     finally:
-        campaign.completion_logprobs = completion_logprobs
+        step_module.completion_logprobs = completion_logprobs
     return {"times": median_parts(steps), "delta": delta_norm(policy.model, before),
             "reward": statistics.mean(rewards), "length": statistics.mean(lengths)}
 

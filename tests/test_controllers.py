@@ -1,15 +1,13 @@
 """ES and CARE decision rules on hand-made curves and counts, with numbers worked out by hand."""
 
-from types import SimpleNamespace
-
 import pytest
 
-from selfregress.controllers import (CampaignRecord, CareState, care_step, decide_care, decide_es,
-                                     decide_last, es_budget, es_should_stop, forget, peak_step,
-                                     prob_greater, prob_greater_closed_form)
+from selfregress.controllers import (CARE, ES, CampaignRecord, CareState, Decision, Last, es_budget,
+                                     es_should_stop, forget, peak_step, prob_greater, prob_greater_closed_form)
 
-CONFIG = SimpleNamespace(steps=20, es_slack=3, es_min_delta=0.0, es_patience=0, care_gate=0.5,
-                         care_regress=0.8, care_lr_decay=0.5, care_forget=0.5)
+STEPS = 20
+ES_ = ES(slack=3, min_delta=0.0, patience=0)
+CARE_ = CARE(gate=0.5, regress=0.8, lr_decay=0.5, forget=0.5)
 
 
 def record(curve, successes=None, trials=None, index=0, start="models:/base"):
@@ -50,18 +48,18 @@ def test_patience():
 
 
 def test_decide_es_rolls_forward_to_the_peak_checkpoint():
-    decision = decide_es([record([0.1, 0.2, 0.4, 0.3, 0.1], index=2)], CONFIG)
+    decision = ES_.decide([record([0.1, 0.2, 0.4, 0.3, 0.1], index=2)], STEPS)
     assert (decision.decision, decision.next_start_model, decision.next_budget, decision.peak_step) == (
         "rollforward_peak", "models:/m-2-2", 5, 2)
 
 
 def test_decide_es_continues_when_the_peak_is_the_end():
-    decision = decide_es([record([0.1, 0.2, 0.4])], CONFIG)
+    decision = ES_.decide([record([0.1, 0.2, 0.4])], STEPS)
     assert (decision.decision, decision.next_start_model) == ("continue", "models:/m-0-2")
 
 
 def test_decide_last():
-    decision = decide_last([record([0.1, 0.5, 0.2])], CONFIG)
+    decision = Last().decide([record([0.1, 0.5, 0.2])], STEPS)
     assert (decision.decision, decision.next_start_model, decision.next_budget) == ("continue", "models:/m-0-2", 20)
 
 
@@ -88,7 +86,7 @@ def test_forget_scales_toward_the_prior():
 # ---- CARE ---------------------------------------------------------------------------------
 def test_care_transfers_an_improved_candidate():
     state = CareState("models:/base", 1.0, 1.0, 1.0)
-    state, decision = care_step(state, record([0.10, 0.2, 0.30]), CONFIG)
+    state, decision = CARE_.step(state, record([0.10, 0.2, 0.30]), STEPS)
     # incumbent Beta(1 + 10, 1 + 90), candidate Beta(1 + 30, 1 + 70)
     assert decision.p_transfer == pytest.approx(prob_greater_closed_form(31, 71, 11, 91), abs=1e-8)
     assert decision.p_transfer > 0.999 and decision.p_regress < 0.001
@@ -98,7 +96,7 @@ def test_care_transfers_an_improved_candidate():
 
 def test_care_reverts_a_regressed_campaign_decays_lr_and_forgets():
     state = CareState("models:/inc", 1.0, 1.0, 1.0)
-    state, decision = care_step(state, record([0.30, 0.2, 0.10]), CONFIG)
+    state, decision = CARE_.step(state, record([0.30, 0.2, 0.10]), STEPS)
     # accumulated incumbent Beta(31, 71); the candidate Beta(11, 91) is far worse
     assert decision.p_regress == pytest.approx(prob_greater_closed_form(31, 71, 11, 91), abs=1e-8)
     assert (decision.decision, decision.next_start_model) == ("revert", "models:/inc")
@@ -108,19 +106,35 @@ def test_care_reverts_a_regressed_campaign_decays_lr_and_forgets():
 
 def test_care_lr_recovers_after_an_improving_campaign():
     state = CareState("models:/inc", 16.0, 36.0, 0.25)
-    state, decision = care_step(state, record([0.10, 0.35]), CONFIG)
+    state, decision = CARE_.step(state, record([0.10, 0.35]), STEPS)
     assert decision.lr_multiplier == 0.5                # 0.25 / 0.5, capped at 1
 
 
 def test_care_neutral_campaign_keeps_the_lr():
     state = CareState("models:/inc", 1.0, 1.0, 0.5)
-    _, decision = care_step(state, record([0.20, 0.21]), CONFIG)
+    _, decision = CARE_.step(state, record([0.20, 0.21]), STEPS)
     assert decision.lr_multiplier == 0.5
 
 
 def test_decide_care_folds_the_whole_chain():
     first = record([0.10, 0.30], index=0, start="models:/base")
     second = record([0.30, 0.05], index=1, start="models:/m-0-1")
-    decision = decide_care([first, second], CONFIG)
+    decision = CARE_.decide([first, second], STEPS)
     # campaign 0 transfers to m-0-1; campaign 1 regresses, so the next start reverts to m-0-1
     assert (decision.decision, decision.next_start_model, decision.lr_multiplier) == ("revert", "models:/m-0-1", 0.5)
+
+
+# ---- a Decision on a run, and back ----------------------------------------------------------
+@pytest.mark.parametrize("decision", [
+    Decision("continue", "models:/m-0-2", 20, 1.0),
+    Decision("rollforward_peak", "models:/m-2-2", 5, 1.0, peak_step=2),
+    Decision("revert", "models:/inc", 20, 0.25, p_transfer=0.125, p_regress=0.875),
+])
+def test_decision_round_trips_through_a_run(decision, mlflow_store):
+    """Written on a real run (sqlite store) and read back from it: the same Decision, optional fields absent too."""
+    with mlflow_store.run("c0", "campaign") as run:
+        decision.to_run(run, step=7, extra_metrics={"time/sampling": 1.5})
+    logged = mlflow_store.get_run(run.run_id).data
+    assert Decision.from_run(logged.tags, logged.metrics) == decision
+    assert logged.metrics["time/sampling"] == 1.5
+    assert [m.step for m in mlflow_store.client.get_metric_history(run.run_id, "controller/next_budget")] == [7]

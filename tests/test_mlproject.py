@@ -84,3 +84,26 @@ def test_params_file_reaches_main_and_explicit_options_win(tmp_path):
     config = from_args(COMMANDS["main"][1], args, params_file=args.params_file)
     # the file beats MLproject defaults; an explicitly changed option beats the file
     assert (config.condition, config.es_slack, config.care_gate) == ("es", 5, 0.6)
+
+
+# MLproject parameters that are CLI options rather than config fields.
+CLI_ONLY = {("main", "params_file")}
+
+
+@pytest.mark.parametrize("name", sorted(n for n in PROJECT._entry_points if n in COMMANDS))
+def test_mlproject_defaults_are_the_config_defaults(name):
+    """Defaults live in the config dataclasses; MLproject repeats them, and must agree, field by field."""
+    import dataclasses
+
+    entry = PROJECT.get_entry_point(name)
+    fields = {f.name: f for f in dataclasses.fields(COMMANDS[name][1])}
+    declared = {p for p in entry.parameters if (name, p) not in CLI_ONLY}
+    assert declared == set(fields), f"{name}: MLproject and {COMMANDS[name][1].__name__} differ in their parameters"
+    for param in sorted(declared):
+        default, field = entry.parameters[param].default, fields[param].default
+        if isinstance(field, bool):
+            assert str(default).lower() == str(field).lower(), (name, param, default, field)
+        elif isinstance(field, (int, float)):
+            assert float(default) == float(field), (name, param, default, field)
+        else:
+            assert str(default) == str(field), (name, param, default, field)

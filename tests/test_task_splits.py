@@ -2,7 +2,8 @@
 
 import pytest
 
-from selfregress.chain import ChainConfig, held_out_tasks, split_tasks
+from selfregress.chain_config import ChainConfig
+from selfregress.records import held_out_tasks, split_tasks
 from selfregress.errors import UserError
 from selfregress.tasks import synthetic_splits, write_jsonl
 

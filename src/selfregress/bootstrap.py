@@ -15,8 +15,6 @@ import tempfile
 import time
 from dataclasses import dataclass
 
-import torch
-
 from selfregress import metric_keys as K
 from selfregress.config import as_params, option, require_at_least_one
 from selfregress.errors import UserError
@@ -57,6 +55,8 @@ class BootstrapConfig:
 
 
 def build_model(config: BootstrapConfig, tokenizer):
+    import torch
+
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
     torch.manual_seed(config.seed)
@@ -85,6 +85,8 @@ def sft_examples(tokenizer, tasks) -> list[tuple[list[int], int]]:
 
 def collate(examples, pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Right-padded ids (B, T) and labels (B, T): -100 on the prompt and padding."""
+    import torch
+
     width = max(len(ids) for ids, _ in examples)
     ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
     labels = torch.full((len(examples), width), -100, dtype=torch.long)
@@ -96,6 +98,8 @@ def collate(examples, pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 def train_base(config: BootstrapConfig, run, grader, log=print):
     """SFT until the band; returns (policy, pass_at_1, steps). ``run`` is a tracking.Run."""
+    import torch
+
     from selfregress.evaluation import evaluate
     from selfregress.policy import Policy
     from selfregress.tasks import synthetic_splits

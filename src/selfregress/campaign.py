@@ -1,203 +1,152 @@
-"""One campaign: ``budget`` policy-gradient steps from a start checkpoint, evaluated every step.
+"""One campaign: ``budget`` steps from a start checkpoint, evaluated every step, then a decision.
 
-A step reads top to bottom: sample prompts -> generate -> grade -> advantages -> loss ->
-optimizer step -> evaluate -> log. Only the update differs between conditions: the advantage
-function and the penalty are chosen once, by name, in ``make_update``.
-
-Training code returns plain ``dict[str, float]``; the ``log`` callback (the chain's) writes them.
+``run_campaign`` is a campaign on the main process: its MLflow run, its steps, its checkpoints
+and the controller's decision, computed from what MLflow then holds and logged on the run.
+``train_campaign`` is the step loop, the same on every process (under ``accelerate launch`` the
+others train along and log nothing). Every random draw is seeded by (seed, campaign, step,
+purpose), so a resumed chain replays bit for bit.
 """
 
 from __future__ import annotations
 
-import copy
+import tempfile
 import time
 from dataclasses import dataclass
-from typing import Callable, Protocol, Sequence
 
 import numpy as np
 import torch
 
 from selfregress import metric_keys as K
+from selfregress.chain_config import ChainConfig
+from selfregress.conditions import controller_for
+from selfregress.controllers import ES, CampaignRecord
 from selfregress.distributed import SINGLE, Dist
-from selfregress.evaluation import evaluate
-from selfregress.losses import (ADVANTAGES, distinct_ratio, ewc_penalty, kl_k3,
-                                policy_gradient_loss, update_ema)
-from selfregress.policy import build_prompt, completion_logprobs, extract_program, sample
+from selfregress.policy import build_prompt, load_policy
+from selfregress.records import read_campaign
+from selfregress.sampling import sample
+from selfregress.step import StepTimes, evaluate_step, frozen_copy, step_seed, train_step
+from selfregress.updates import make_update
+
+TRAIN, EVAL, FISHER = 0, 1, 2   # purposes, so that every random draw has its own seed
 
 
-def step_seed(*parts: int) -> int:
-    """A seed that depends only on (seed, campaign, step, purpose): a resumed chain replays exactly."""
-    return int(np.random.SeedSequence(list(parts)).generate_state(1)[0])
+@dataclass(frozen=True)
+class Plan:
+    start_model: str
+    budget: int
+    lr_multiplier: float
 
 
-# ---- penalties: a new variant is a new class, chosen once by name --------------------------
-class Penalty(Protocol):
-    def __call__(self, policy, samples, logprobs: torch.Tensor, ref_logprobs: torch.Tensor) -> torch.Tensor: ...
+def wants_checkpoint(config: ChainConfig, curve: list[float]) -> bool:
+    """all: every step. peaks (and none, under ES): a new campaign peak. The last step is always kept."""
+    if config.checkpoints == "all":
+        return True
+    if config.checkpoints == "none" and config.controller != "es":
+        return False
+    return ES(min_delta=config.es_min_delta).is_peak(curve)
 
 
-def no_penalty(policy, samples, logprobs, ref_logprobs):
-    return logprobs.new_zeros(())
+def run_campaign(config: ChainConfig, store, grader, chain_run, chain_id: str, index: int,
+                 plan: Plan, records: list[CampaignRecord], rl_tasks, eval_tasks, progress,
+                 dist: Dist = SINGLE) -> CampaignRecord:
+    """One campaign on the main process: its run, its steps, its checkpoints, its decision."""
+    policy = load_policy(plan.start_model)
+    start_id = store.model_id(plan.start_model)
+    tags = {K.CAMPAIGN: index, K.CHAIN_ID: chain_id, K.CONDITION: config.condition,
+            K.SEED: config.seed, K.START_MODEL: plan.start_model, K.START_MODEL_ID: start_id or ""}
+    params = {K.BUDGET_PARAM: plan.budget, K.LR_PARAM: config.lr * plan.lr_multiplier,
+              K.LR_MULTIPLIER_PARAM: plan.lr_multiplier}
+    with store.run(f"{config.condition}-s{config.seed}-c{index}", "campaign", parent=chain_run,
+                   tags=tags, params=params) as run:
+        times = train_campaign(config, policy, grader, index, plan, rl_tasks, eval_tasks, dist,
+                               CampaignLog(config, run, store, policy, index, start_id, progress, plan.budget))
+
+        # The decision is computed from what MLflow now holds, and logged on this run.
+        record = read_campaign(store, store.get_run(run.run_id))
+        decision = controller_for(config).decide(records + [record], config.steps)
+        decision.to_run(run, record.last_step, {f"{K.TIME_PREFIX}{k}": v for k, v in vars(times).items()})
+        progress.campaign_done(index, record.pass_at_1, decision.decision)
+    return read_campaign(store, store.get_run(run.run_id))
 
 
-@dataclass
-class KLPenalty:
-    """beta * KL(pi || pi_start), k3 estimator on the step's own samples."""
-    beta: float
+class CampaignLog:
+    """What the main process writes while a campaign runs: metrics, checkpoints, progress."""
 
-    def __call__(self, policy, samples, logprobs, ref_logprobs):
-        return self.beta * kl_k3(logprobs, ref_logprobs, samples.completion_mask)
+    def __init__(self, config: ChainConfig, run, store, policy, index: int, start_id: str | None,
+                 progress, budget: int):
+        self.config, self.run, self.store, self.policy = config, run, store, policy
+        self.index, self.start_id, self.progress, self.budget = index, start_id, progress, budget
+        self.saved_step = 0
 
+    def start(self, metrics: dict[str, float]) -> None:
+        """Step 0: the start checkpoint, linked (or logged once if it is a folder or hub id)."""
+        model_id = self.start_id
+        if model_id is None:  # a folder or hub id: log it once so that every start is traceable
+            model_id = save_checkpoint(self.run, self.policy, self.index, 0)
+        else:
+            self.store.link_checkpoint(self.run.run_id, model_id, 0)
+        self.run.log_metrics(metrics, step=0, model_id=model_id)
+        self.progress.step(self.index, 0, self.budget, metrics[K.PASS_AT_1], None)
 
-@dataclass
-class EWCPenalty:
-    """lambda/2 * sum_i F_i (theta_i - theta*_i)^2, Fisher and anchor taken at the campaign start."""
-    lam: float
-    anchors: list[torch.Tensor]
-    fisher: list[torch.Tensor]
-
-    def __call__(self, policy, samples, logprobs, ref_logprobs):
-        params = [p for p in policy.model.parameters() if p.requires_grad]
-        return self.lam * ewc_penalty(params, self.anchors, self.fisher)
-
-
-def diagonal_fisher(policy, samples) -> list[torch.Tensor]:
-    """Empirical diagonal Fisher: the mean over sequences of (d log p(y|x) / d theta)^2.
-
-    One backward pass per sequence (per-sequence gradients must be squared before averaging);
-    cheap for the tiny model, and taken once per campaign.
-    """
-    params = [p for p in policy.model.parameters() if p.requires_grad]
-    fisher = [torch.zeros_like(p) for p in params]
-    for row in range(samples.completion_ids.shape[0]):
-        one = samples.select([row])
-        logprobs, _ = completion_logprobs(policy.model, one)
-        grads = torch.autograd.grad((logprobs * one.completion_mask).sum(), params, allow_unused=True)
-        for f, g in zip(fisher, grads):
-            if g is not None:
-                f += g.detach() ** 2
-    n = samples.completion_ids.shape[0]
-    return [f / n for f in fisher]
+    def step(self, step: int, train: dict[str, float], metrics: dict[str, float], curve: list[float],
+             last: bool, times: StepTimes) -> None:
+        t0 = time.perf_counter()
+        model_id = None
+        if wants_checkpoint(self.config, curve) or last:
+            model_id, self.saved_step = save_checkpoint(self.run, self.policy, self.index, step), step
+        self.run.log_metrics({**train, **metrics}, step=step, model_id=model_id)
+        times.tracking += time.perf_counter() - t0
+        self.progress.step(self.index, step, self.budget, curve[-1], train[K.TRAIN_REWARD_MEAN])
 
 
-@dataclass
-class Update:
-    advantages: Callable[..., torch.Tensor]
-    penalty: Penalty
-    baseline: str                 # "none" | "mean" | "ema" (REINFORCE only)
-    ema: float | None = None      # running EMA of the reward, for baseline == "ema"
+def train_campaign(config: ChainConfig, policy, grader, index: int, plan: Plan, rl_tasks, eval_tasks,
+                   dist: Dist, log: CampaignLog | None) -> StepTimes:
+    """The step loop, the same on every process; ``log`` is None except on the main process."""
+    controller = controller_for(config)
+    times = StepTimes()
+    ref_model = frozen_copy(policy.model)
+    fisher_batch = None
+    if config.update == "ewc":
+        rng = np.random.default_rng(step_seed(config.seed, index, 0, FISHER))
+        chosen = rng.choice(len(rl_tasks), size=min(config.fisher_samples, len(rl_tasks)), replace=False)
+        prompts = [build_prompt(policy.tokenizer, rl_tasks[i].prompt, rl_tasks[i].starter_code) for i in chosen]
+        fisher_batch = sample(policy, prompts, n=1, temperature=config.temperature, top_p=config.top_p,
+                              max_new_tokens=config.max_new_tokens, seed=step_seed(config.seed, index, 0, FISHER))
+    update = make_update(config.update, kl_beta=config.kl_beta, ewc_lambda=config.ewc_lambda,
+                         baseline=config.baseline, policy=policy, fisher_samples=fisher_batch)
+    optimizer = torch.optim.AdamW(policy.model.parameters(), lr=config.lr * plan.lr_multiplier)
+    evaluation = dict(samples=config.eval_samples, temperature=config.temperature,
+                      top_p=config.top_p, max_new_tokens=config.max_new_tokens, times=times, dist=dist)
 
-    def advantages_for(self, rewards: torch.Tensor, group_size: int) -> torch.Tensor:
-        if self.advantages is not ADVANTAGES["reinforce"] or self.baseline == "none":
-            return self.advantages(rewards, group_size)
-        if self.baseline == "mean":
-            return self.advantages(rewards, group_size, baseline=rewards.mean().item())
-        baseline = 0.0 if self.ema is None else self.ema
-        self.ema = update_ema(self.ema, rewards.mean().item())
-        return self.advantages(rewards, group_size, baseline=baseline)
+    # Step 0: re-evaluate the start checkpoint (CARE's evidence; ES's first candidate peak).
+    metrics = evaluate_step(policy, eval_tasks, grader, seed=step_seed(config.seed, index, 0, EVAL), **evaluation)
+    curve = [metrics[K.PASS_AT_1]]
+    if log:
+        log.start(metrics)
 
-
-# ---- one step --------------------------------------------------------------------------------
-@dataclass
-class StepTimes:
-    sampling: float = 0.0
-    grading: float = 0.0
-    update: float = 0.0
-    evaluation: float = 0.0
-    tracking: float = 0.0
-
-
-def train_step(policy, ref_model, optimizer, update: Update, tasks: Sequence, grader, *,
-               group_size: int, temperature: float, top_p: float, max_new_tokens: int,
-               seed: int, times: StepTimes, dist: Dist = SINGLE) -> dict[str, float]:
-    """Sample -> grade -> advantages -> loss -> optimizer step. Returns the train/* metrics.
-
-    Under ``accelerate launch``, ``tasks`` is this process's share of the step's prompts; the
-    gradients are averaged across processes before the (identical) optimizer step.
-    """
-    # 1-2. Generate G samples for each prompt of the batch.
-    # The model stays in eval mode throughout: dropout off for sampling and the loss alike,
-    # so the loss differentiates the same distribution that was sampled.
-    t0 = time.perf_counter()
-    prompts = [build_prompt(policy.tokenizer, t.prompt, t.starter_code) for t in tasks]
-    samples = sample(policy, prompts, n=group_size, temperature=temperature, top_p=top_p,
-                     max_new_tokens=max_new_tokens, seed=seed)
-    programs = [extract_program(text) for text in samples.texts]
-    t1 = time.perf_counter()
-
-    # 3. Grade: the reward is 1 iff every test passes.
-    verdicts = grader.grade_many([(p, tasks[i // group_size]) for i, p in enumerate(programs)])
-    rewards = torch.tensor([v.reward for v in verdicts])                       # (B,)
-    t2 = time.perf_counter()
-
-    # 4. Advantages.
-    advantages = update.advantages_for(rewards, group_size)                    # (B,)
-
-    # 5. Loss: policy gradient + the condition's penalty.
-    logprobs, entropy = completion_logprobs(policy.model, samples)             # (B, T) each
-    with torch.no_grad():
-        ref_logprobs, _ = completion_logprobs(ref_model, samples)              # (B, T)
-    mask = samples.completion_mask                                              # (B, T)
-    pg_loss = policy_gradient_loss(logprobs, mask, advantages, max_new_tokens)
-    loss = pg_loss + update.penalty(policy, samples, logprobs, ref_logprobs)
-
-    # 6. Optimizer step.
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    dist.average_gradients(policy.model.parameters())
-    grad_norm = torch.nn.utils.clip_grad_norm_(policy.model.parameters(), 1.0)
-    optimizer.step()
-    t3 = time.perf_counter()
-    times.sampling += t1 - t0
-    times.grading += t2 - t1
-    times.update += t3 - t2
-
-    tokens = mask.sum().clamp(min=1)
-    with torch.no_grad():
-        kl = kl_k3(logprobs.detach(), ref_logprobs, mask).item()
-    return dist.mean({
-        K.TRAIN_REWARD_MEAN: rewards.mean().item(),
-        K.TRAIN_ENTROPY: ((entropy.detach() * mask).sum() / tokens).item(),
-        K.TRAIN_KL_TO_START: kl,
-        K.TRAIN_LOSS: loss.item(),
-        K.TRAIN_GRAD_NORM: float(grad_norm),
-        K.TRAIN_RESPONSE_LENGTH: mask.sum(dim=1).float().mean().item(),
-        K.TRAIN_DISTINCT_RATIO: distinct_ratio(programs),
-    })
+    for step in range(1, plan.budget + 1):
+        rng = np.random.default_rng(step_seed(config.seed, index, step, TRAIN))
+        batch = [rl_tasks[i] for i in rng.choice(len(rl_tasks), size=config.batch_size,
+                                                 replace=config.batch_size > len(rl_tasks))]
+        train = train_step(policy, ref_model, optimizer, update, dist.shard(batch), grader,
+                           group_size=config.group_size, temperature=config.temperature,
+                           top_p=config.top_p, max_new_tokens=config.max_new_tokens,
+                           seed=step_seed(config.seed, index, step, TRAIN) + dist.rank, times=times, dist=dist)
+        metrics = evaluate_step(policy, eval_tasks, grader,
+                                seed=step_seed(config.seed, index, step, EVAL), **evaluation)
+        curve.append(metrics[K.PASS_AT_1])
+        stop = controller.should_stop(curve) if isinstance(controller, ES) else False
+        if log:
+            log.step(step, train, metrics, curve, last=step == plan.budget or stop, times=times)
+        if stop:
+            break
+    # The last step is always a checkpoint: the next start may need it.
+    assert log is None or log.saved_step == len(curve) - 1
+    return times
 
 
-def make_update(condition_update: str, *, kl_beta: float, ewc_lambda: float, baseline: str,
-                policy=None, fisher_samples=None) -> Update:
-    """The condition's update, chosen once. ``condition_update`` is reinforce | kl | ewc | grpo."""
-    advantage = "grpo" if condition_update == "grpo" else "reinforce"
-    penalty: Penalty = no_penalty
-    if condition_update == "kl":
-        penalty = KLPenalty(kl_beta)
-    elif condition_update == "ewc":
-        params = [p for p in policy.model.parameters() if p.requires_grad]
-        penalty = EWCPenalty(ewc_lambda, [p.detach().clone() for p in params],
-                             diagonal_fisher(policy, fisher_samples))
-    return Update(ADVANTAGES[advantage], penalty, baseline)
-
-
-def frozen_copy(model):
-    """The campaign's start policy, for KL: an eval-mode copy with no gradients."""
-    ref = copy.deepcopy(model).eval()
-    for p in ref.parameters():
-        p.requires_grad_(False)
-    return ref
-
-
-def evaluate_step(policy, eval_tasks, grader, *, samples: int, temperature: float, top_p: float,
-                  max_new_tokens: int, seed: int, times: StepTimes, dist: Dist = SINGLE) -> dict[str, float]:
-    """Held-out pass@1; under ``accelerate launch`` each process evaluates a share of the tasks
-    and the counts are gathered, so every process returns the same numbers."""
-    t0 = time.perf_counter()
-    result = evaluate(policy, dist.shard(eval_tasks), grader, samples=samples, temperature=temperature,
-                      top_p=top_p, max_new_tokens=max_new_tokens, seed=seed + 7919 * dist.rank)
-    successes, trials = result.successes.sum(), result.trials
-    if dist.world > 1:
-        counts = dist.gather((int(successes), trials))
-        successes, trials = sum(c[0] for c in counts), sum(c[1] for c in counts)
-    times.evaluation += time.perf_counter() - t0
-    return {K.PASS_AT_1: float(successes / max(trials, 1)), K.EVAL_SUCCESSES: float(successes),
-            K.EVAL_TRIALS: float(trials)}
+def save_checkpoint(run, policy, index: int, step: int) -> str:
+    with tempfile.TemporaryDirectory() as folder:
+        policy.save(folder)
+        return run.log_checkpoint(folder, name=f"c{index}-s{step}", step=step,
+                                  tags={K.CAMPAIGN: index, K.STEP: step})

@@ -15,8 +15,9 @@ import sys
 from dataclasses import dataclass
 from typing import Callable
 
+from selfregress import metric_keys as K
 from selfregress.bootstrap import BootstrapConfig
-from selfregress.chain import ChainConfig
+from selfregress.chain_config import ChainConfig
 from selfregress.promote import PromoteConfig
 from selfregress.report import ReportConfig
 from selfregress.sweep import SweepConfig
@@ -53,6 +54,13 @@ def _log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+def _set_threads(args: argparse.Namespace) -> None:
+    """torch's threads, set by a command that trains or samples (the others never import torch)."""
+    import torch
+
+    torch.set_num_threads(args.threads)
+
+
 def _entry_run_id() -> str | None:
     """The run that `mlflow run` created for this entry point, to attach to."""
     return os.environ.get("MLFLOW_RUN_ID")
@@ -60,6 +68,7 @@ def _entry_run_id() -> str | None:
 
 def cmd_bootstrap(args: argparse.Namespace) -> None:
     config = from_args(BootstrapConfig, args)
+    _set_threads(args)
     from grader import Grader
     from selfregress.bootstrap import bootstrap
     from selfregress.tracking import connect
@@ -73,6 +82,7 @@ def cmd_bootstrap(args: argparse.Namespace) -> None:
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
     config = from_args(EvaluateConfig, args)
+    _set_threads(args)
     from grader import Grader
     from selfregress.bootstrap import ensure_base_model
     from selfregress.evaluation import evaluate
@@ -85,7 +95,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     with Grader(workers=config.workers) as grader:
         model = ensure_base_model(store, grader, _log) if config.model == "base" else config.model
         policy = load_policy(model)
-        with store.run("evaluate", "evaluate", params=as_params(config), tags={"model": model},
+        with store.run("evaluate", "evaluate", params=as_params(config), tags={K.MODEL: model},
                        attach_run_id=_entry_run_id()) as run:
             result = evaluate(policy, tasks, grader, samples=config.eval_samples,
                               temperature=config.temperature, top_p=config.top_p,
@@ -97,9 +107,9 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
 
 def cmd_main(args: argparse.Namespace) -> None:
-    from selfregress.chain import ChainConfig, run_chain
-
     config = from_args(ChainConfig, args, params_file=args.params_file or None)
+    _set_threads(args)
+    from selfregress.chain import run_chain
     from grader import Grader
     from selfregress.bootstrap import ensure_base_model
     from selfregress.tracking import connect
@@ -126,6 +136,7 @@ def cmd_sweep(args: argparse.Namespace) -> None:
     from selfregress.sweep import SweepConfig, plan_jobs, run_sweep
 
     config = from_args(SweepConfig, args)
+    _set_threads(args)
     plan_jobs(config)  # every chain's settings are checked before anything starts
     from grader import Grader
     from selfregress.bootstrap import ensure_base_model
@@ -148,7 +159,8 @@ def cmd_report(args: argparse.Namespace) -> None:
 
     config = from_args(ReportConfig, args)
     store = connect(args.experiment, _entry_run_id())
-    if config.audit == "true":
+    if config.audit == "true":   # the audit samples from checkpoints; the table needs no torch
+        _set_threads(args)
         from grader import Grader
 
         with Grader(workers=2) as grader:
@@ -165,6 +177,7 @@ def cmd_promote(args: argparse.Namespace) -> None:
     from selfregress.tracking import connect
 
     config = from_args(PromoteConfig, args)
+    _set_threads(args)
     from grader import Grader
 
     store = connect(args.experiment, _entry_run_id())
@@ -179,6 +192,7 @@ def cmd_tune(args: argparse.Namespace) -> None:
     from selfregress.tune import TuneConfig, check_storage, run_study
 
     config = from_args(TuneConfig, args)
+    _set_threads(args)
     from grader import Grader
     from selfregress.bootstrap import ensure_base_model
     from selfregress.tracking import connect, tracking_uri
@@ -222,14 +236,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def user_errors() -> tuple[type[BaseException], ...]:
-    """Exceptions whose message is for the user: printed as one line, exit code 2."""
-    errors: list[type[BaseException]] = [UserError]
-    for module, name in (("selfregress.tasks", "TaskError"), ("selfregress.policy", "PolicyError")):
-        try:
-            errors.append(getattr(__import__(module, fromlist=[name]), name))
-        except (ImportError, AttributeError):
-            pass
-    return tuple(errors)
+    """Exceptions whose message is for the user: printed as one line, exit code 2. The policy's and
+    the task sources' errors (PolicyError, TaskError) are UserErrors too."""
+    return (UserError,)
 
 
 def parse_argv(argv: list[str] | None = None) -> argparse.Namespace:
@@ -241,11 +250,9 @@ def parse_argv(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_argv(argv)
-    from selfregress.tracking import Terminated, install_sigterm_handler
+    from selfregress.interrupts import Terminated, install_sigterm_handler
 
     install_sigterm_handler()
-    import torch
-    torch.set_num_threads(args.threads)
     try:
         COMMANDS[args.command][0](args)
     except user_errors() as e:

@@ -80,11 +80,16 @@ def parse(cls: type[C], values: Mapping[str, Any]) -> C:
 
 
 def add_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
-    """One ``--name`` option per field; values stay strings until ``parse``."""
+    """One ``--name`` option per field (``--name-with-dashes`` accepted too, unlisted); values stay
+    strings until ``parse``. The help lists a string option's valid values and every default."""
     for f in dataclasses.fields(cls):
-        parser.add_argument(f"--{f.name}", f"--{f.name.replace('_', '-')}", dest=f.name,
-                            default=argparse.SUPPRESS, metavar=f.name.upper(),
-                            help=f"{f.metadata.get('help', '')} (default: {f.default})")
+        choices = f.metadata.get("choices")
+        values = f"; one of: {', '.join(choices)}" if choices else ""
+        parser.add_argument(f"--{f.name}", dest=f.name, default=argparse.SUPPRESS, metavar=f.name.upper(),
+                            help=f"{f.metadata.get('help', '')} (default: {f.default}{values})")
+        if "_" in f.name:
+            parser.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, default=argparse.SUPPRESS,
+                                help=argparse.SUPPRESS)
 
 
 def from_args(cls: type[C], args: argparse.Namespace, params_file: str | None = None) -> C:
@@ -141,3 +146,14 @@ def read_params_file(path: str) -> dict[str, Any]:
 def as_params(config: Any) -> dict[str, Any]:
     """Every resolved field, for logging as run params."""
     return dataclasses.asdict(config)
+
+
+def same_param(logged: str, value: object) -> bool:
+    """Whether a logged param string and a resolved value agree ("1e-5" == 1e-05)."""
+    text = str(value)
+    if logged == text:
+        return True
+    try:
+        return float(logged) == float(text)
+    except ValueError:
+        return logged.lower() == text.lower()

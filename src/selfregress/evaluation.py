@@ -60,7 +60,8 @@ class EvalResult:
 def evaluate(policy, tasks: Sequence, grader, *, samples: int, temperature: float,
              max_new_tokens: int, seed: int, top_p: float = 1.0, chunk: int = 256) -> EvalResult:
     """pass@1 of ``policy`` on ``tasks``: ``samples`` completions per task, graded by ``grader``."""
-    from selfregress.policy import build_prompt, extract_program, sample
+    from selfregress.policy import build_prompt, extract_program
+    from selfregress.sampling import sample
 
     prompts = [build_prompt(policy.tokenizer, t.prompt, t.starter_code) for t in tasks]
     per_chunk = max(1, chunk // samples)

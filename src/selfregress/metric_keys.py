@@ -1,4 +1,4 @@
-"""Every metric key the project logs, defined once. The README's glossary explains each.
+"""Every key the project logs (metrics, tags, params), defined once. The README's glossary explains the metrics.
 
 MLflow rejects '@' in keys: ``pass_at_1``, never ``pass@1``.
 """
@@ -21,3 +21,44 @@ SFT_PASS_AT_1 = "sft/pass_at_1"            # bootstrap: pass@1 on its own held-o
 CHAIN_END = "chain/end_pass_at_1"
 CHAIN_PEAK = "chain/peak_pass_at_1"
 CHAIN_GAP = "chain/mean_peak_to_end_gap"
+
+# ---- tags: what a run is, and where it belongs ----------------------------------------------------
+KIND = "selfregress.kind"                   # bootstrap | evaluate | chain | campaign | sweep | report | ...
+CONDITION = "condition"                    # chain and campaign runs: the condition's name
+SEED = "seed"                              # chain and campaign runs: the chain seed
+CHAIN_ID = "chain_id"                      # a chain's id, on its run and on each of its campaigns
+CAMPAIGN = "campaign"                      # campaign runs: the campaign's index in its chain
+MODEL = "model"                            # chain runs: the start model the chain resolved
+SWEEP_ID = "sweep_id"                      # chain and report runs of one sweep
+CONFIG_HASH = "selfregress.config_hash"    # chain runs: hash of the settings that decide its numbers
+CODE_VERSION = "selfregress.code_version"  # chain runs: hash of the code that decides its numbers
+PROCESSES = "selfregress.processes"        # chain runs: training processes (accelerate launch)
+SUPERSEDED = "selfregress.superseded"      # campaign runs a kill cut short: not part of the chain
+RESUMES = "selfregress.resumes"            # resume runs: the chain run they continued
+STUDY_NAME = "study_name"                  # tune and trial runs: the Optuna study
+TRIAL = "trial"                            # trial runs: the Optuna trial number
+STORAGE = "storage"                        # tune runs: the Optuna storage URL, password redacted
+
+# ---- the controller's record on a campaign run ---------------------------------------------------
+START_MODEL = "controller/start_model"            # tag: the URI the campaign started from
+START_MODEL_ID = "controller/start_model_id"      # tag: its LoggedModel id ('' for a folder)
+DECISION = "controller/decision"                  # tag: continue | rollforward_peak | transfer | revert
+NEXT_START_MODEL = "controller/next_start_model"  # tag: where the next campaign starts
+NEXT_BUDGET = "controller/next_budget"            # metric: the next campaign's steps
+LR_MULTIPLIER = "controller/lr_multiplier"        # metric: the next campaign's lr multiplier
+PEAK_STEP = "controller/peak_step"                # metric (ES): the campaign's peak step
+P_TRANSFER = "controller/p_transfer"              # metric (CARE): P(candidate > incumbent)
+P_REGRESS = "controller/p_regress"                # metric (CARE): P(end < start)
+TIME_PREFIX = "time/"                             # metrics: seconds per phase of the campaign
+
+# ---- campaign run params --------------------------------------------------------------------------
+BUDGET_PARAM = "budget"                    # the campaign's steps
+LR_PARAM = "lr"                            # the campaign's learning rate (the chain's lr x multiplier)
+LR_MULTIPLIER_PARAM = "lr_multiplier"      # the multiplier it ran with
+
+# ---- other runs' tags ---------------------------------------------------------------------------
+STEP = "step"                              # checkpoint (LoggedModel) tags: the step, with CAMPAIGN
+OPTUNA_STATE = "optuna.state"              # trial runs: PRUNED when Optuna pruned the trial
+REPORT_CHAINS = "chains"                   # report runs: the chain run ids it read
+PROMOTED_VERSION = "promoted_version"      # promote runs: the registered version
+PROMOTED_MODEL_ID = "promoted_model_id"    # promote runs: its LoggedModel id

@@ -5,8 +5,9 @@
 - ``build_prompt`` uses the tokenizer's chat template when it has one, and otherwise
   ``PLAIN_TEMPLATE``, the exact text the embedded base model is fine-tuned on.
 - ``extract_program`` pulls the program out of a completion: fenced code or plain code.
-- Sampling and the log-probs of the loss live in ``selfregress.sampling`` and are
-  re-exported here: ``sample``, ``Samples``, ``completion_logprobs``.
+- The policy owns the model; sampling and the log-probs of the loss use it and live in
+  ``selfregress.sampling`` (``sample``, ``Samples``, ``completion_logprobs``), which imports
+  this module and not the other way round.
 """
 
 from __future__ import annotations
@@ -23,13 +24,10 @@ from urllib.parse import urlparse
 import torch
 
 from selfregress.errors import UserError
-from selfregress.sampling import Samples, completion_logprobs, encode_prompts, sample
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-__all__ = ["PLAIN_TEMPLATE", "Policy", "PolicyError", "Samples", "build_prompt",
-           "completion_logprobs", "encode_prompts", "extract_program", "load_policy", "sample"]
 
 # The base model's SFT prompt. Changing it silently detunes every saved base model.
 PLAIN_TEMPLATE = "# Problem\n{statement}\n# Solution\n"

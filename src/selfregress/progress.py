@@ -25,7 +25,8 @@ class Progress:
         if self.live:
             self.stream.write("\n")
         peak = max(curve)
+        after = f"; next: {decision}" if campaign + 1 < self.total else ""   # nothing comes after the last
         self.stream.write(f"campaign {campaign + 1}/{self.total}: pass@1 {curve[0]:.3f} -> peak {peak:.3f} "
-                          f"(step {curve.index(peak)}) -> end {curve[-1]:.3f}; next: {decision}  "
+                          f"(step {curve.index(peak)}) -> end {curve[-1]:.3f}{after}  "
                           f"[{time.perf_counter() - self.started:.0f}s]\n")
         self.stream.flush()

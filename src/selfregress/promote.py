@@ -16,10 +16,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from selfregress.chain import CONDITIONS, campaign_records, held_out_tasks, logged_config
+from selfregress import metric_keys as K
+from selfregress.chain_config import logged_config
+from selfregress.conditions import CONDITIONS
 from selfregress.config import option, split_list
 from selfregress.errors import UserError
-from selfregress.report import search_chains
+from selfregress.records import campaign_records, held_out_tasks
 from selfregress.stats import bootstrap_ci
 
 MODEL_NAME = "selfregress"
@@ -66,8 +68,8 @@ class Candidate:
 
 
 def selected_chains(store, config: PromoteConfig) -> list:
-    return [r for r in search_chains(store.find_runs, config.sweep_id, config.filter)
-            if not config.condition_list or r.data.tags["condition"] in config.condition_list]
+    return [r for r in store.finished_chains(config.sweep_id, config.filter)
+            if not config.condition_list or r.data.tags[K.CONDITION] in config.condition_list]
 
 
 def candidates(store, chains: list) -> list[Candidate]:
@@ -75,10 +77,10 @@ def candidates(store, chains: list) -> list[Candidate]:
     best: dict[str, Candidate] = {}
     for chain in chains:
         tags = chain.data.tags
-        for record in campaign_records(store, tags["chain_id"]):
+        for record in campaign_records(store, tags[K.CHAIN_ID]):
             for step, model_id in record.checkpoints.items():
-                c = Candidate(model_id, record.pass_at_1[step], record.run_id, tags["condition"],
-                              int(tags["seed"]), record.index, step,
+                c = Candidate(model_id, record.pass_at_1[step], record.run_id, tags[K.CONDITION],
+                              int(tags[K.SEED]), record.index, step,
                               int(chain.data.params.get("max_new_tokens", 96)),
                               float(chain.data.params.get("temperature", 1.0)))
                 # A campaign's step 0 is the previous campaign's checkpoint: keep its best showing.
@@ -119,7 +121,7 @@ def promote(config: PromoteConfig, store, grader, log=print, attach_run_id: str 
                 "test_pass_at_1_ci95": f"[{ci.low:.4f}, {ci.high:.4f}]",
                 "test_split": f"{test_split} x {config.test_samples} samples"}
         version = store.register(winner.model_id, config.name, config.alias, tags=tags)
-        run.set_tags({"promoted_version": version, "promoted_model_id": winner.model_id})
+        run.set_tags({K.PROMOTED_VERSION: version, K.PROMOTED_MODEL_ID: winner.model_id})
         run.log_metrics({"champion/test_pass_at_1": ci.mean, "champion/test_ci_low": ci.low,
                          "champion/test_ci_high": ci.high}, step=0)
     return {"uri": f"models:/{config.name}@{config.alias}", "version": version, **tags}

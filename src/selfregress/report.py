@@ -18,8 +18,10 @@ from pathlib import Path
 import numpy as np
 
 from selfregress import metric_keys as K
-from selfregress.chain import CONDITIONS, campaign_records, chain_curve, logged_config, split_tasks
+from selfregress.audit import audit, audit_markdown, gap_in_noise  # noqa: F401 - gap_in_noise: tests
+from selfregress.conditions import CONDITIONS
 from selfregress.config import option
+from selfregress.records import campaign_records, chain_curve
 from selfregress.errors import UserError
 from selfregress.stats import Interval, bootstrap_band, bootstrap_ci, paired_bootstrap_ci, slope
 
@@ -65,34 +67,20 @@ class Chain:
         return [points[s] for s in sorted(points)]
 
 
-def search_chains(search, sweep_id: str, extra: str):
-    """FINISHED chain runs (of one sweep, and matching an extra MLflow filter) via ``search``."""
-    clauses = ["tags.`selfregress.kind` = 'chain'", "attributes.status = 'FINISHED'"]
-    if sweep_id:
-        clauses.append(f"tags.sweep_id = '{sweep_id}'")
-    if extra:
-        clauses.append(extra)
-    try:
-        return search(" and ".join(clauses))
-    except Exception as e:  # a malformed user filter: MlflowException, or a REST error
-        raise UserError(f"MLflow refused the run filter ({str(e).splitlines()[0][:200]}): check "
-                        f"sweep_id={sweep_id!r} and filter={extra!r}") from None
-
-
 def load_chains(store, config: ReportConfig) -> list[Chain]:
     """The newest FINISHED chain per (condition, seed) that matches the selection."""
-    frame = search_chains(store.runs_frame, config.sweep_id, config.filter)
+    frame = store.finished_chains(config.sweep_id, config.filter, frame=True)
     if frame.empty:
         where = f"sweep {config.sweep_id}" if config.sweep_id else "this experiment"
         raise UserError(f"report: no finished chain runs in {where}: run `sweep` or `main` first, "
                         "or check --experiment / --sweep_id")
     chains: dict[tuple[str, int], Chain] = {}
     for row in frame.to_dict("records"):   # newest first: the first of each (condition, seed) wins
-        key = (row["tags.condition"], int(row["tags.seed"]))
+        key = (row[f"tags.{K.CONDITION}"], int(row[f"tags.{K.SEED}"]))
         if key in chains:
             continue
         params = {k[len("params."):]: v for k, v in row.items() if k.startswith("params.") and v is not None}
-        chains[key] = Chain(row["run_id"], row["tags.chain_id"], key[0], key[1], params,
+        chains[key] = Chain(row["run_id"], row[f"tags.{K.CHAIN_ID}"], key[0], key[1], params,
                             end=row[f"metrics.{K.CHAIN_END}"], peak=row[f"metrics.{K.CHAIN_PEAK}"],
                             gap=row[f"metrics.{K.CHAIN_GAP}"])
     for chain in chains.values():
@@ -237,96 +225,6 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
-# ---- stability audit ---------------------------------------------------------------------------
-AUDIT_SEED = 1_000_003   # far from every seed a chain uses
-
-
-def gap_in_noise(gap: float, noise: float) -> float:
-    """The gap in units of the evaluation noise's sd. With no noise at all (a policy that fails,
-    or passes, every re-evaluation alike) any positive gap is infinitely many units, and a zero
-    gap is zero: 0/0 is no evidence of a collapse."""
-    if noise > 0:
-        return gap / noise
-    return float("inf") if gap > 0 else 0.0
-
-
-def audit(chains: list[Chain], grader, repeats: int, log=print) -> list[dict]:
-    """Per campaign: re-evaluate its peak and end checkpoints ``repeats`` times with fresh seeds,
-    re-grade the first evaluation's programs, and set the logged gap against the noise."""
-    from selfregress.evaluation import evaluate
-    from selfregress.policy import load_policy
-
-    rows = []
-    for chain in chains:
-        config = logged_config(chain.params)
-        _, eval_tasks = split_tasks(config)
-        options = dict(samples=config.eval_samples, temperature=config.temperature, top_p=config.top_p,
-                       max_new_tokens=config.max_new_tokens)
-        for record, train in zip(chain.records, chain.train):
-            peak_step = int(np.argmax(record.pass_at_1))
-            end_step = record.last_step
-            if peak_step not in record.checkpoints:   # checkpoints=none keeps only campaign ends
-                log(f"audit {chain.condition} s{chain.seed} c{record.index}: no checkpoint at the "
-                    f"peak (step {peak_step}); skipped")
-                continue
-            scores, same, graded = {}, 0, 0
-            for name, step in (("peak", peak_step), ("end", end_step)):
-                policy = load_policy(f"models:/{record.checkpoints[step]}")
-                values = []
-                for r in range(repeats):
-                    result = evaluate(policy, eval_tasks, grader, seed=AUDIT_SEED + 7919 * r, **options)
-                    values.append(result.pass_at_1)
-                    if r == 0:   # the grader's consistency: the same programs, graded again
-                        pairs = [(p, eval_tasks[j // config.eval_samples]) for j, p in enumerate(result.programs)]
-                        again = np.array([v.passed for v in grader.grade_many(pairs)], dtype=bool)
-                        same += int((again == result.passed).sum())
-                        graded += again.size
-                scores[name] = values
-            noise = float(np.sqrt((np.var(scores["peak"], ddof=1) + np.var(scores["end"], ddof=1)) / 2))
-            logged_gap = max(record.pass_at_1) - record.pass_at_1[-1]
-            rewards = [v for _, v in sorted(train.get(K.TRAIN_REWARD_MEAN, {}).items())]
-            half = len(rewards) // 2
-            rows.append({
-                "condition": chain.condition, "seed": chain.seed, "campaign": record.index,
-                "peak_step": peak_step, "end_step": end_step, "logged_gap": logged_gap,
-                "reeval_peak": float(np.mean(scores["peak"])), "reeval_end": float(np.mean(scores["end"])),
-                "reeval_gap": float(np.mean(scores["peak"]) - np.mean(scores["end"])),
-                "eval_noise_sd": noise, "gap_in_noise_units": gap_in_noise(logged_gap, noise),
-                "grader_consistency": same / max(graded, 1),
-                "reward_mean": float(np.mean(rewards)) if rewards else float("nan"),
-                "reward_sd": float(np.std(rewards)) if rewards else float("nan"),
-                "reward_slope": slope(rewards),
-                "reward_first_half": float(np.mean(rewards[:half])) if half else float("nan"),
-                "reward_second_half": float(np.mean(rewards[half:])) if rewards[half:] else float("nan"),
-            })
-            log(f"audit {chain.condition} s{chain.seed} c{record.index}: gap {logged_gap:.3f} logged, "
-                f"{rows[-1]['reeval_gap']:.3f} re-evaluated; noise sd {noise:.3f}")
-    return rows
-
-
-def audit_markdown(rows: list[dict]) -> str:
-    if not rows:
-        return ""
-    consistency = sum(r["grader_consistency"] for r in rows) / len(rows)
-    noise = float(np.sqrt(np.mean([r["eval_noise_sd"] ** 2 for r in rows])))
-    lines = ["## Stability audit", "",
-             f"- grader consistency (identical verdicts when the same programs are graded again): "
-             f"{consistency:.4f}",
-             f"- evaluation noise (sd of pass@1 over fresh sampling seeds, pooled): {noise * 100:.2f} points",
-             "", "| condition | campaigns | mean logged gap | mean re-evaluated gap | gaps > 2 sd noise "
-             "| re-evaluated gap > 0 | mean reward slope / step |", "|---|---|---|---|---|---|---|"]
-    by: dict[str, list[dict]] = {}
-    for r in rows:
-        by.setdefault(r["condition"], []).append(r)
-    for condition, rs in by.items():
-        lines.append(f"| {condition} | {len(rs)} | {np.mean([r['logged_gap'] for r in rs]) * 100:.1f} "
-                     f"| {np.mean([r['reeval_gap'] for r in rs]) * 100:.1f} "
-                     f"| {sum(r['gap_in_noise_units'] > 2 for r in rs)}/{len(rs)} "
-                     f"| {sum(r['reeval_gap'] > 0 for r in rs)}/{len(rs)} "
-                     f"| {np.mean([r['reward_slope'] for r in rs]):+.4f} |")
-    return "\n".join(lines)
-
-
 # ---- the entry point ---------------------------------------------------------------------------
 def run_report(config: ReportConfig, store, grader=None, log=print, attach_run_id: str | None = None) -> str:
     """Build the table (and plots, and the audit), log them on a report run; return the markdown."""
@@ -350,11 +248,11 @@ def run_report(config: ReportConfig, store, grader=None, log=print, attach_run_i
     (out / "report.md").write_text(text + "\n")
     plots = plot_all(chains, out, config.resamples, config.seed)
     with store.run("report", "report", params={k: v for k, v in vars(config).items()},
-                   tags={"sweep_id": config.sweep_id} if config.sweep_id else None,
+                   tags={K.SWEEP_ID: config.sweep_id} if config.sweep_id else None,
                    attach_run_id=attach_run_id) as run:
         for path in [out / "report.md", out / "table.csv", *plots] + ([out / "audit.csv"] if audit_rows else []):
             run.log_artifact(path)
-        run.set_tags({"chains": " ".join(c.run_id for c in chains)[:5000]})
+        run.set_tags({K.REPORT_CHAINS: " ".join(c.run_id for c in chains)[:5000]})
     return text
 
 

@@ -21,12 +21,14 @@ T completion tokens (right-padded), V vocabulary.
 
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
+
+from selfregress.kv_cache import _accepts, _cache_argument, _new_cache
+from selfregress.token_draw import sample_tokens
 
 if TYPE_CHECKING:
     from selfregress.policy import Policy
@@ -36,9 +38,6 @@ if TYPE_CHECKING:
 # 64 x 4 testbed samples (mean 48 of at most 128 tokens), CPU s: never 1.33, every finish 1.37,
 # 1/8 1.04, 1/4 1.04, 1/2 1.16.
 COMPACT_FRACTION = 0.25
-# top-p looks for the nucleus among this many most likely tokens first: a full sort of a
-# (256, 1000) batch costs ~16 ms on CPU, top-64 ~3 ms; it falls back to the sort when needed.
-NUCLEUS_CANDIDATES = 64
 
 
 @dataclass
@@ -136,131 +135,6 @@ def positions_from_mask(mask: Tensor) -> Tensor:
 
 
 # ---- one token -------------------------------------------------------------------------------
-def sample_tokens(logits: Tensor, uniforms: Tensor, *, temperature: float, top_p: float = 1.0,
-                  banned: Tensor | None = None) -> tuple[Tensor, Tensor]:
-    """Draw one token per row and return (tokens (B,), logprobs (B,)).
-
-    logits: (B, V); uniforms: (B,) in [0, 1), one per row. Inverse-CDF sampling: the token is
-    the first whose cumulative weight exceeds u * total weight. ``top_p`` < 1 keeps the
-    smallest set of most likely tokens whose probability reaches top_p (Holtzman et al. 2020);
-    ``banned`` (ids) are never drawn. Weights need no renormalising for this.
-    The log-prob is that of the tempered model, log softmax(logits / T), *before* top-p and
-    ``banned``: what ``completion_logprobs`` recomputes with grad. T = 0 is greedy (log-probs at T = 1).
-    """
-    logits = logits.float()
-    if temperature == 0:
-        chosen = logits if banned is None else logits.index_fill(1, banned, float("-inf"))
-        tokens = chosen.argmax(-1)                                           # (B,)
-        return tokens, logits.log_softmax(-1).gather(1, tokens[:, None])[:, 0]
-    if temperature != 1.0:
-        logits = logits / temperature
-    probs = logits.softmax(-1)                                               # (B, V)
-    weights = probs if banned is None else probs.index_fill(1, banned, 0.0)
-    candidates = None
-    if top_p < 1.0:
-        weights, candidates = _nucleus(weights, top_p)                       # (B, K), (B, K)
-    cumulative = weights.cumsum(-1)                                          # (B, K)
-    target = uniforms[:, None].to(cumulative.dtype) * cumulative[:, -1:]    # (B, 1)
-    choice = torch.searchsorted(cumulative, target, right=True).clamp_(max=weights.shape[1] - 1)
-    drawn_zero = weights.gather(1, choice) <= 0                              # (B, 1)
-    if bool(drawn_zero.any()):  # u * total rounded up to total: never return a zero-weight token
-        choice = torch.where(drawn_zero, weights.argmax(-1, keepdim=True), choice)
-    tokens = (choice if candidates is None else candidates.gather(1, choice))[:, 0]   # (B,)
-    # log(softmax) of the drawn token: drawn tokens have p >> 1e-38, so this is as exact as
-    # log_softmax and saves a second pass over (B, V).
-    return tokens, probs.gather(1, tokens[:, None])[:, 0].log()
-
-
-def _nucleus(weights: Tensor, top_p: float) -> tuple[Tensor, Tensor]:
-    """(B, V) weights -> (B, K) weights of the top-p nucleus (others 0) and their token ids."""
-    total = weights.sum(-1, keepdim=True)                                    # (B, 1)
-    k = min(NUCLEUS_CANDIDATES, weights.shape[-1])
-    top, ids = weights.topk(k, dim=-1)                                       # (B, K), descending
-    if k < weights.shape[-1] and bool((top.sum(-1, keepdim=True) < top_p * total).any()):
-        top, ids = weights.sort(-1, descending=True)                         # the nucleus is wider
-    before = top.cumsum(-1) - top                                            # mass of likelier tokens
-    return top.masked_fill(before >= top_p * total, 0.0), ids
-
-
-# ---- KV cache --------------------------------------------------------------------------------
-def _accepts(model, argument: str) -> bool:
-    return argument in inspect.signature(model.forward).parameters
-
-
-def _cache_argument(model) -> str:
-    """transformers 5 renamed ``past_key_values`` to ``cache``; pass whichever forward takes."""
-    return "cache" if _accepts(model, "cache") else "past_key_values"
-
-
-def _new_cache(model, capacity: int):
-    """A DynamicCache whose plain attention layers write into preallocated buffers.
-
-    Sliding-window, linear-attention and other special layers (and transformers versions
-    without the layered cache API) keep the stock DynamicCache: slower, same results.
-    """
-    from transformers import DynamicCache
-
-    try:
-        from transformers.cache_utils import DynamicLayer
-        cache = DynamicCache(config=model.config)
-    except (ImportError, TypeError):
-        return DynamicCache()
-    if cache.layers and all(type(layer) is DynamicLayer for layer in cache.layers):
-        cache.layers = [_make_preallocated_layer(DynamicLayer, capacity) for _ in cache.layers]
-    return cache
-
-
-def _make_preallocated_layer(base: type, capacity: int):
-    class PreallocatedLayer(base):
-        """Keys/values (B, H, capacity, D) filled left to right; ``keys`` views the filled part."""
-
-        def __init__(self):
-            super().__init__()
-            self.capacity, self.length = capacity, 0
-
-        def lazy_initialization(self, key_states, value_states):
-            batch, heads, _, _ = key_states.shape
-            self.device = key_states.device
-            self.key_buffer = key_states.new_zeros(batch, heads, self.capacity, key_states.shape[-1])
-            self.value_buffer = value_states.new_zeros(batch, heads, self.capacity, value_states.shape[-1])
-            self.is_initialized = True
-
-        def update(self, key_states, value_states, *args, **kwargs):
-            if not self.is_initialized:
-                self.lazy_initialization(key_states, value_states)
-            start, self.length = self.length, self.length + key_states.shape[-2]
-            if self.length > self.capacity:
-                raise RuntimeError(f"KV cache overflow: {self.length} > {self.capacity} slots")
-            self.key_buffer[:, :, start:self.length] = key_states
-            self.value_buffer[:, :, start:self.length] = value_states
-            self.keys = self.key_buffer[:, :, :self.length]                   # (B, H, L, D) view
-            self.values = self.value_buffer[:, :, :self.length]
-            return self.keys, self.values
-
-        def get_seq_length(self) -> int:
-            return self.length
-
-        def batch_repeat_interleave(self, repeats: int) -> None:
-            if self.is_initialized:
-                self.key_buffer = self.key_buffer.repeat_interleave(repeats, dim=0)
-                self.value_buffer = self.value_buffer.repeat_interleave(repeats, dim=0)
-                self.keys, self.values = (self.key_buffer[:, :, :self.length],
-                                          self.value_buffer[:, :, :self.length])
-
-        def batch_select_indices(self, indices) -> None:
-            if self.is_initialized:
-                # Copy only the filled slots: the new buffers keep the capacity, not the garbage.
-                for name in ("key_buffer", "value_buffer"):
-                    old = getattr(self, name)
-                    new = old.new_empty(len(indices), *old.shape[1:])
-                    new[:, :, :self.length] = old[indices, :, :self.length]
-                    setattr(self, name, new)
-                self.keys, self.values = (self.key_buffer[:, :, :self.length],
-                                          self.value_buffer[:, :, :self.length])
-
-    return PreallocatedLayer()
-
-
 # ---- many tokens -----------------------------------------------------------------------------
 def sample(policy: "Policy", prompts: list[str], *, n: int = 1, temperature: float = 1.0,
            top_p: float = 1.0, max_new_tokens: int = 128, min_new_tokens: int = 0,

@@ -22,7 +22,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from selfregress.chain import CONDITIONS, ChainConfig, code_version, config_hash
+from selfregress import metric_keys as K
+from selfregress.chain_config import ChainConfig, code_version, config_hash
+from selfregress.conditions import CONDITIONS
 from selfregress.config import (as_params, int_list, option, parse, read_params_file, require_at_least_one,
                                 split_list)
 from selfregress.errors import UserError
@@ -99,25 +101,22 @@ def default_sweep_id(jobs: list[Job]) -> str:
     return hashlib.sha256(f"{shared}{code_version()}".encode()).hexdigest()[:10]
 
 
-def same_chains(store, job: Job, status: str) -> list:
-    """Chain runs with this job's configuration and the current code, newest first
-    (``status``: an MLflow clause on ``attributes.status``, e.g. "= 'FINISHED'")."""
-    return store.find_runs(f"tags.`selfregress.kind` = 'chain' and attributes.status {status} "
-                           f"and tags.`selfregress.config_hash` = '{config_hash(job.config)}' "
-                           f"and tags.`selfregress.code_version` = '{code_version()}'")
+def same_chains(store, job: Job, finished: bool) -> list:
+    """Chain runs with this job's configuration and the current code, FINISHED or not, newest first."""
+    return store.chains_like(config_hash(job.config), code_version(), finished)
 
 
 def finished_chain(store, job: Job) -> str | None:
     """The run id of a FINISHED chain with this job's configuration and the current code, if any."""
-    runs = same_chains(store, job, "= 'FINISHED'")
+    runs = same_chains(store, job, finished=True)
     return runs[0].info.run_id if runs else None
 
 
 def chain_to_resume(store, job: Job) -> str | None:
     """The chain_id of the newest unfinished chain of this job (killed mid-sweep), if any: the
     sweep resumes it, so its finished campaigns are not run again."""
-    runs = same_chains(store, job, "!= 'FINISHED'")
-    return runs[0].data.tags["chain_id"] if runs else None
+    runs = same_chains(store, job, finished=False)
+    return runs[0].data.tags[K.CHAIN_ID] if runs else None
 
 
 def run_sweep(config: SweepConfig, store, log=print, attach_run_id: str | None = None) -> dict[str, int]:
@@ -133,7 +132,7 @@ def run_sweep(config: SweepConfig, store, log=print, attach_run_id: str | None =
     counts = {"finished": 0, "skipped": len(jobs) - len(todo), "failed": 0}
     lock = threading.Lock()
     started = time.perf_counter()
-    with store.run(f"sweep-{sweep_id}", "sweep", tags={"sweep_id": sweep_id},
+    with store.run(f"sweep-{sweep_id}", "sweep", tags={K.SWEEP_ID: sweep_id},
                    params={k: v for k, v in as_params(config).items() if k != "sweep_id"},
                    attach_run_id=attach_run_id) as sweep_run:
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import sys
 import time
 from dataclasses import dataclass
@@ -25,71 +24,19 @@ from mlflow import MlflowClient
 from mlflow.entities import LoggedModelOutput, Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 
+from selfregress import metric_keys as K
 from selfregress.errors import UserError
+from selfregress.interrupts import ShieldedClient, store_call
+from selfregress.interrupts import Terminated, install_sigterm_handler  # noqa: F401 - the CLI's and tests' door
 
 DEFAULT_URI = "sqlite:///mlflow.db"
 DEFAULT_EXPERIMENT = "selfregress"
 BASE_MODEL_NAME = "selfregress-base"
 BASE_ALIAS = "base"
-KIND_TAG = "selfregress.kind"
+KIND_TAG = K.KIND
 
 # MLflow caps a log_batch call at 1000 metrics / 100 params / 100 tags.
 _MAX_METRICS, _MAX_PARAMS = 1000, 100
-
-
-class Terminated(BaseException):
-    """Raised in the main thread on SIGTERM, so that the run ends as KILLED and not RUNNING."""
-
-
-# SIGTERM is raised as Terminated wherever the main thread is, except inside a call to the
-# tracking store: raised in the middle of a SQLAlchemy query, it can leave a sqlite read lock
-# behind, and closing the run as KILLED then fails with "database is locked" (the run stays
-# RUNNING). Such a call finishes first, and Terminated is raised as it returns.
-_store_calls = 0
-_pending_signal: int | None = None
-
-
-def install_sigterm_handler() -> None:
-    def _raise(signum, frame):  # noqa: ARG001 - signal handler signature
-        global _pending_signal
-        if _store_calls:
-            _pending_signal = signum
-            return
-        raise Terminated(f"received signal {signum}")
-
-    signal.signal(signal.SIGTERM, _raise)
-
-
-@contextlib.contextmanager
-def _store_call() -> Iterator[None]:
-    """One call to the tracking store, not to be cut by SIGTERM (which waits until it returns)."""
-    global _store_calls, _pending_signal
-    _store_calls += 1
-    try:
-        yield
-    finally:
-        _store_calls -= 1
-        if not _store_calls and _pending_signal is not None:
-            signum, _pending_signal = _pending_signal, None
-            raise Terminated(f"received signal {signum}")
-
-
-class _ShieldedClient:
-    """An MlflowClient whose every method call runs as one `_store_call`."""
-
-    def __init__(self, client: MlflowClient):
-        self._client = client
-
-    def __getattr__(self, name: str):
-        attr = getattr(self._client, name)
-        if not callable(attr):
-            return attr
-
-        def call(*args, **kwargs):
-            with _store_call():
-                return attr(*args, **kwargs)
-
-        return call
 
 
 def tracking_uri() -> str:
@@ -106,7 +53,7 @@ def connect(experiment: str = DEFAULT_EXPERIMENT, attach_run_id: str | None = No
     """
     uri = tracking_uri()
     mlflow.set_tracking_uri(uri)
-    client = _ShieldedClient(MlflowClient(uri, registry_uri=uri))
+    client = ShieldedClient(MlflowClient(uri, registry_uri=uri))
     try:
         if attach_run_id:
             experiment_id = client.get_run(attach_run_id).info.experiment_id
@@ -130,15 +77,13 @@ def connect(experiment: str = DEFAULT_EXPERIMENT, attach_run_id: str | None = No
     return Store(client=client, uri=uri, experiment_id=experiment_id)
 
 
-def same_param(logged: str, value: object) -> bool:
-    """Whether a logged param string and a resolved value agree ("1e-5" == 1e-05)."""
-    text = str(value)
-    if logged == text:
-        return True
-    try:
-        return float(logged) == float(text)
-    except ValueError:
-        return logged.lower() == text.lower()
+def _tag(key: str, value: object) -> str:
+    """An MLflow filter clause on a tag (keys with dots are backquoted)."""
+    return f"tags.`{key}` = '{value}'" if "." in key else f"tags.{key} = '{value}'"
+
+
+def _kind(kind: str) -> str:
+    return _tag(K.KIND, kind)
 
 
 def _first_line(e: BaseException) -> str:
@@ -148,7 +93,7 @@ def _first_line(e: BaseException) -> str:
 
 @dataclass
 class Store:
-    client: "MlflowClient | _ShieldedClient"
+    client: "MlflowClient | ShieldedClient"
     uri: str
     experiment_id: str
 
@@ -157,6 +102,10 @@ class Store:
         if self.uri.startswith("http"):
             base = self.uri.rstrip("/")
         return f"{base}/#/experiments/{self.experiment_id}/runs?workflowType=machine_learning"
+
+    def run_link(self, run_id: str, base: str = "http://127.0.0.1:5000") -> str:
+        """One run's page in the UI."""
+        return self.ui_link(base).split("/runs?")[0] + f"/runs/{run_id}"
 
     @contextlib.contextmanager
     def run(self, name: str, kind: str, *, tags: Mapping[str, str] | None = None,
@@ -217,9 +166,45 @@ class Store:
 
     def runs_frame(self, filter_string: str):
         """The matching runs as a pandas DataFrame (``mlflow.search_runs``: params.*, tags.*, metrics.*)."""
-        with _store_call():
+        with store_call():
             return mlflow.search_runs([self.experiment_id], filter_string=filter_string,
                                       order_by=["attributes.start_time DESC"], output_format="pandas")
+
+    # ---- the project's queries: the only MLflow filter strings in the project -----------------
+    def finished_chains(self, sweep_id: str = "", extra: str = "", frame: bool = False):
+        """FINISHED chain runs, newest first: of one sweep, and matching a user's own MLflow
+        filter (``extra``, passed through); a DataFrame with ``frame``."""
+        clauses = [_kind("chain"), "attributes.status = 'FINISHED'"]
+        clauses += [_tag(K.SWEEP_ID, sweep_id)] if sweep_id else []
+        clauses += [extra] if extra else []
+        try:
+            return (self.runs_frame if frame else self.find_runs)(" and ".join(clauses))
+        except Exception as e:  # a malformed user filter: MlflowException, or a REST error
+            raise UserError(f"MLflow refused the run filter ({_first_line(e)}): check "
+                            f"sweep_id={sweep_id!r} and filter={extra!r}") from None
+
+    def chain_run(self, chain_id: str) -> list:
+        """The chain run with this id (a list: empty if there is none)."""
+        return self.find_runs(f"{_kind('chain')} and {_tag(K.CHAIN_ID, chain_id)}")
+
+    def unfinished_chains(self, condition: str, seed: int) -> list:
+        """Chain runs of this condition and seed that did not finish, newest first."""
+        return self.find_runs(f"{_kind('chain')} and {_tag(K.CONDITION, condition)} and "
+                              f"{_tag(K.SEED, seed)} and attributes.status != 'FINISHED'")
+
+    def chains_like(self, config_hash: str, code_version: str, finished: bool) -> list:
+        """Chain runs with these settings and this code, FINISHED or not, newest first."""
+        return self.find_runs(f"{_kind('chain')} and attributes.status {'=' if finished else '!='} 'FINISHED' "
+                              f"and {_tag(K.CONFIG_HASH, config_hash)} and {_tag(K.CODE_VERSION, code_version)}")
+
+    def campaign_runs(self, chain_id: str, finished: bool) -> list:
+        """A chain's campaign runs: the FINISHED ones, or every other one."""
+        return self.find_runs(f"{_kind('campaign')} and {_tag(K.CHAIN_ID, chain_id)} "
+                              f"and attributes.status {'=' if finished else '!='} 'FINISHED'")
+
+    def study_runs(self, study_name: str) -> list:
+        """The tune run of an Optuna study (a list: empty before its first invocation)."""
+        return self.find_runs(f"{_kind('tune')} and {_tag(K.STUDY_NAME, study_name)}")
 
     def get_run(self, run_id: str):
         return self.client.get_run(run_id)

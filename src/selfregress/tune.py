@@ -102,7 +102,8 @@ def run_study(config: TuneConfig, store, grader, base_model: str, log=print,
     """Run (or resume) the study to ``n_trials``; return the best parameters."""
     import optuna
 
-    from selfregress.chain import ChainConfig, run_chain
+    from selfregress.chain import run_chain
+    from selfregress.chain_config import ChainConfig
 
     check_storage(config.storage, store.uri)
     seeds = config.tuning_seeds
@@ -118,30 +119,29 @@ def run_study(config: TuneConfig, store, grader, base_model: str, log=print,
     optuna.storages.fail_stale_trials(study)
     condition = config.condition or config.controller
 
-    existing = store.find_runs(f"tags.`selfregress.kind` = 'tune' and tags.study_name = '{config.name}'")
+    existing = store.study_runs(config.name)
     attach = existing[0].info.run_id if existing else attach_run_id
     params = {k: v for k, v in vars(config).items() if k != "out"}
     params["storage"] = redacted(config.storage)
-    with store.run(f"tune-{config.name}", "tune", tags={"study_name": config.name, "storage": redacted(config.storage)},
+    with store.run(f"tune-{config.name}", "tune", tags={K.STUDY_NAME: config.name, K.STORAGE: redacted(config.storage)},
                    params=params if not existing else None, attach_run_id=attach) as study_run:
 
         def objective(trial) -> float:
             values = suggest(trial, config.controller)
             with store.run(f"trial-{trial.number}", "trial", parent=study_run,
-                           tags={"trial": trial.number, "study_name": config.name}, params=values) as trial_run:
+                           tags={K.TRIAL: trial.number, K.STUDY_NAME: config.name}, params=values) as trial_run:
                 ends = []
                 for i, seed in enumerate(seeds):
                     chain = parse(ChainConfig, {"condition": condition, "seed": seed, "model": config.model,
                                                 "campaigns": config.campaigns, "steps": config.steps,
                                                 "eval_tasks": config.eval_tasks, **values})
                     chain_id = run_chain(chain, store, grader, base_model, log=lambda m: None, parent=trial_run)
-                    ends.append(store.find_runs(f"tags.chain_id = '{chain_id}' and "
-                                                "tags.`selfregress.kind` = 'chain'")[0].data.metrics[K.CHAIN_END])
+                    ends.append(store.chain_run(chain_id)[0].data.metrics[K.CHAIN_END])
                     mean = sum(ends) / len(ends)
                     trial.report(mean, step=i)                      # per seed, so the pruner can act
                     trial_run.log_metrics({"objective/running_mean": mean}, step=i)
                     if trial.should_prune():
-                        trial_run.set_tags({"optuna.state": "PRUNED"})
+                        trial_run.set_tags({K.OPTUNA_STATE: "PRUNED"})
                         raise optuna.TrialPruned()
                 trial_run.log_metrics({"objective/mean_end_pass_at_1": mean}, step=len(seeds))
                 log(f"trial {trial.number}: {values} -> mean end pass@1 {mean:.4f}")

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from selfregress import metric_keys as K
-from selfregress.chain import campaign_records
+from selfregress.records import campaign_records
 
 from .conftest import TINY_CHAIN, as_options
 

@@ -9,7 +9,9 @@ import pytest
 import torch
 
 from selfregress import metric_keys as K
-from selfregress.chain import ChainConfig, campaign_records, run_chain
+from selfregress.chain import run_chain
+from selfregress.chain_config import ChainConfig
+from selfregress.records import campaign_records
 from selfregress.config import parse
 from selfregress.policy import load_policy
 

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from selfregress.chain import ChainConfig, campaign_records, read_decision, run_chain
+from selfregress.chain import run_chain
+from selfregress.chain_config import ChainConfig
+from selfregress.conditions import controller_for
 from selfregress.config import parse
-from selfregress.controllers import CONTROLLERS, es_budget, peak_step
+from selfregress.controllers import Decision, es_budget, peak_step
+from selfregress.records import campaign_records
 
 from .conftest import TINY_CHAIN
 
@@ -27,8 +30,8 @@ def run(store, grader, model, **overrides):
 def test_es_decisions_match_the_records(mlflow_store, grader_pool, tiny_base):
     config, records = run(mlflow_store, grader_pool, tiny_base, condition="es", seed=5, es_slack=1)
     for i, record in enumerate(records):
-        logged = read_decision(record)
-        assert logged == CONTROLLERS["es"](records[:i + 1], config)   # recomputed from MLflow alone
+        logged = Decision.from_record(record)
+        assert logged == controller_for(config).decide(records[:i + 1], config.steps)   # recomputed from MLflow alone
         peak = peak_step(record.pass_at_1, config.es_min_delta)
         assert logged.peak_step == peak
         assert logged.next_budget == es_budget(peak, config.steps, config.es_slack) == min(3, max(1, peak + 1))
@@ -43,8 +46,8 @@ def test_es_decisions_match_the_records(mlflow_store, grader_pool, tiny_base):
 def test_care_decisions_match_the_records(mlflow_store, grader_pool, tiny_base):
     config, records = run(mlflow_store, grader_pool, tiny_base, condition="care", seed=6, lr=3e-3)
     for i, record in enumerate(records):
-        logged = read_decision(record)
-        recomputed = CONTROLLERS["care"](records[:i + 1], config)
+        logged = Decision.from_record(record)
+        recomputed = controller_for(config).decide(records[:i + 1], config.steps)
         assert logged.decision in ("transfer", "revert")
         assert logged.next_start_model == recomputed.next_start_model
         assert logged.lr_multiplier == recomputed.lr_multiplier

@@ -11,7 +11,7 @@ import time
 import pytest
 
 from selfregress import metric_keys as K
-from selfregress.chain import campaign_records
+from selfregress.records import campaign_records
 
 from .conftest import TINY_CHAIN, as_options, cli
 

@@ -100,13 +100,42 @@ def check_audit(store, chains, out, report, logged) -> None:
                     and r.info.status == "FINISHED")
     assert len(audit) == campaigns
     assert all(float(r["grader_consistency"]) == 1.0 for r in audit)
-    assert all(float(r["eval_noise_sd"]) >= 0 for r in audit)
+    assert float(audit[0]["eval_noise_sd"]) == pytest.approx(recomputed_noise(store, chains, audit[0], repeats=2),
+                                                           abs=1e-12)
     assert "## Stability audit" in report.stdout
     assert "audit.csv" in logged
 
 
+def recomputed_noise(store, chains, row: dict, repeats: int) -> float:
+    """The audit's noise sd for one campaign, from its checkpoints re-evaluated here with the audit's seeds:
+    sqrt((var(peak re-evaluations) + var(end re-evaluations)) / 2), sample variances."""
+    import torch
+    from grader import Grader
+
+    from selfregress.audit import AUDIT_SEED
+    from selfregress.chain_config import logged_config
+    from selfregress.evaluation import evaluate
+    from selfregress.policy import load_policy
+    from selfregress.records import campaign_records, split_tasks
+
+    torch.set_num_threads(1)   # as the CLI ran the audit (--threads 1)
+    chain = next(c for c in chains if (c.data.tags["condition"], c.data.tags["seed"]) == (row["condition"], row["seed"]))
+    record = campaign_records(store, chain.data.tags["chain_id"])[int(row["campaign"])]
+    config = logged_config(chain.data.params)
+    _, eval_tasks = split_tasks(config)
+    scores = []
+    with Grader(workers=2) as grader:
+        for step in (int(row["peak_step"]), int(row["end_step"])):
+            policy = load_policy(f"models:/{record.checkpoints[step]}")
+            scores.append([evaluate(policy, eval_tasks, grader, seed=AUDIT_SEED + 7919 * r, samples=config.eval_samples,
+                                    temperature=config.temperature, top_p=config.top_p,
+                                    max_new_tokens=config.max_new_tokens).pass_at_1 for r in range(repeats)])
+    return float(np.sqrt((np.var(scores[0], ddof=1) + np.var(scores[1], ddof=1)) / 2))
+
+
 def test_sweep_report_promote_on_sqlite(tmp_path, cli_store, tiny_base):
-    from selfregress.policy import load_policy, sample
+    from selfregress.policy import load_policy
+    from selfregress.sampling import sample
 
     sweep_report_promote(cli_store, tiny_base, tmp_path)
     policy = load_policy("models:/selfregress@champion")       # the registry URI loads and generates
@@ -138,7 +167,7 @@ def test_report_bad_input_is_one_line(cli_store, tiny_base, tmp_path):
 def test_sweep_finds_what_to_skip_and_what_to_resume(mlflow_store):
     """The cache lookup on a real store: FINISHED chains of the same settings and code are
     skipped, the newest unfinished one is resumed, and other settings or code match nothing."""
-    from selfregress.chain import chain_tags
+    from selfregress.chain_config import chain_tags
     from selfregress.sweep import SweepConfig, chain_to_resume, finished_chain, plan_jobs
 
     [job] = plan_jobs(SweepConfig(conditions="es", seeds="3"))

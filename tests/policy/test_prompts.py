@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from selfregress.policy import PLAIN_TEMPLATE, build_prompt, encode_prompts
+from selfregress.policy import PLAIN_TEMPLATE, build_prompt
+from selfregress.sampling import encode_prompts
 
 CHAT_TEMPLATE = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
                  "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")

@@ -6,9 +6,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from selfregress import sampling
-from selfregress.policy import Samples, build_prompt, completion_logprobs, load_policy, sample
-from selfregress.sampling import _nucleus, encode_prompts, sample_tokens
+from selfregress import sampling, token_draw
+from selfregress.policy import build_prompt, load_policy
+from selfregress.sampling import Samples, completion_logprobs, encode_prompts, sample
+from selfregress.token_draw import _nucleus, sample_tokens
 
 
 def assert_same_samples(a: Samples, b: Samples, atol: float = 1e-4) -> None:
@@ -60,7 +61,7 @@ def reference_nucleus(probs: torch.Tensor, top_p: float) -> set[int]:
 
 @pytest.mark.parametrize("candidates", [64, 3])  # 3 forces the fall-back to a full sort
 def test_nucleus_matches_a_reference_loop(monkeypatch, candidates):
-    monkeypatch.setattr(sampling, "NUCLEUS_CANDIDATES", candidates)
+    monkeypatch.setattr(token_draw, "NUCLEUS_CANDIDATES", candidates)
     torch.manual_seed(0)
     probs = torch.softmax(torch.randn(20, 50) * 2, dim=-1)
     for top_p in (0.3, 0.8, 0.95):

@@ -1,0 +1,123 @@
+"""A chain's settings and their hashes: torch-free, for the chain and for every reader.
+
+``ChainConfig`` is the one place a chain's parameters and their defaults live (MLproject's
+``main`` entry point mirrors it; tests/test_mlproject.py checks they agree). ``code_version``
+and ``config_hash`` decide whether a sweep may reuse a finished chain.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from selfregress import metric_keys as K
+from selfregress.conditions import CONDITIONS
+from selfregress.config import as_params, option, parse, require_at_least_one
+from selfregress.errors import UserError
+
+
+@dataclass(frozen=True)
+class ChainConfig:
+    """One chain of the protocol. Every field is an MLproject parameter of `main`."""
+    condition: str = option("naive", "update + controller", tuple(CONDITIONS))
+    seed: int = option(0, "chain seed: prompts, sampling and evaluation draws")
+    model: str = option("base", "start model: 'base' (registry), a folder, a hub id or a models:/ URI")
+    tasks: str = option("synthetic", "RL/eval task source: 'synthetic' (its rl and eval splits)")
+    rl_tasks: int = option(256, "size of the fixed RL task set (the first N of the source's RL split)")
+    campaigns: int = option(10, "campaigns in the chain")
+    steps: int = option(20, "policy-gradient steps per campaign (the budget)")
+    batch_size: int = option(16, "prompts per step")
+    group_size: int = option(4, "samples per prompt (every condition draws the same number)")
+    lr: float = option(7e-4, "AdamW learning rate at the start of every campaign (the collapse regime)")
+    temperature: float = option(1.0, "sampling temperature (training and evaluation)")
+    top_p: float = option(1.0, "nucleus sampling threshold")
+    max_new_tokens: int = option(96, "token limit of a sampled program")
+    eval_tasks: int = option(128, "held-out tasks evaluated after every step")
+    eval_samples: int = option(2, "samples per held-out task")
+    baseline: str = option("none", "REINFORCE baseline (naive is the paper's A0: none)", ("none", "mean", "ema"))
+    kl_beta: float = option(0.05, "beta of the KL(pi || pi_start) term (condition kl)")
+    ewc_lambda: float = option(100.0, "lambda of the EWC term (condition ewc)")
+    fisher_samples: int = option(32, "sampled completions used to estimate the EWC Fisher")
+    checkpoints: str = option("all", "which steps log a checkpoint", ("all", "peaks", "none"))
+    es_slack: int = option(3, "ES: next budget = min(steps, max(1, peak_step + es_slack))")
+    es_min_delta: float = option(0.0, "ES: a new peak must beat the old by more than this")
+    es_patience: int = option(0, "ES: stop after this many steps without a new peak (0 = never)")
+    care_gate: float = option(0.5, "CARE: transfer iff P(p_candidate > p_incumbent) >= care_gate")
+    care_regress: float = option(0.8, "CARE: regression iff P(p_end < p_start) >= care_regress")
+    care_lr_decay: float = option(0.5, "CARE: lr multiplier after a regression")
+    care_forget: float = option(0.5, "CARE: scale of the incumbent posterior toward the prior after a regression")
+    resume: str = option("false", "'true' resumes the latest unfinished chain of this condition and seed, or a chain_id")
+    workers: int = option(2, "grader processes")
+
+    def validate(self) -> None:
+        require_at_least_one(self, ("rl_tasks", "campaigns", "steps", "batch_size", "group_size", "max_new_tokens",
+                                    "eval_tasks", "eval_samples", "workers", "fisher_samples"))
+        if self.seed < 0:
+            raise UserError(f"'seed' must be >= 0, got {self.seed}")
+        if self.lr <= 0 or self.temperature <= 0 or not 0 < self.top_p <= 1:
+            raise UserError("'lr' and 'temperature' must be > 0, and 'top_p' in (0, 1]")
+        if CONDITIONS[self.condition].update == "grpo" and self.group_size < 2:
+            raise UserError(f"condition {self.condition} needs group_size >= 2 (GRPO normalises "
+                            f"within a group), got {self.group_size}")
+        if self.kl_beta < 0 or self.ewc_lambda < 0:
+            raise UserError("'kl_beta' and 'ewc_lambda' must be >= 0")
+        if self.es_slack < 0 or self.es_patience < 0 or self.es_min_delta < 0:
+            raise UserError("'es_slack', 'es_patience' and 'es_min_delta' must be >= 0")
+        for name in ("care_gate", "care_regress", "care_lr_decay", "care_forget"):
+            if not 0 < getattr(self, name) < 1 and not (name == "care_lr_decay" and getattr(self, name) == 1):
+                raise UserError(f"'{name}' must be in (0, 1), got {getattr(self, name)}")
+
+    @property
+    def update(self) -> str:
+        """The condition's update rule (reinforce | kl | ewc | grpo)."""
+        return CONDITIONS[self.condition].update
+
+    @property
+    def controller(self) -> str:
+        """The name of the condition's controller (last | es | care)."""
+        return CONDITIONS[self.condition].controller
+
+
+# Modules that never change a chain's numbers: entry points, display, and the readers.
+_NOT_IN_CODE_VERSION = {"__main__.py", "cli.py", "progress.py", "sweep.py", "report.py", "audit.py",
+                        "promote.py", "tune.py"}
+# Settings that never change a chain's numbers.
+NOT_IN_CONFIG_HASH = ("resume", "workers")
+
+
+@functools.cache
+def code_version() -> str:
+    """A hash of the source that decides a chain's numbers (the selfregress and grader packages,
+    without the entry points and readers): a sweep reuses a finished chain only if it matches."""
+    import grader
+
+    digest = hashlib.sha256()
+    for root in (Path(__file__).parent, Path(grader.__file__).parent):
+        for path in sorted(root.rglob("*.py")):
+            if path.name not in _NOT_IN_CODE_VERSION:
+                digest.update(f"{root.name}/{path.relative_to(root)}".encode())
+                digest.update(path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
+def config_hash(config: ChainConfig, *, without: tuple[str, ...] = ()) -> str:
+    """A hash of the resolved settings that decide a chain's numbers (``without``: more to leave out)."""
+    values = {k: v for k, v in as_params(config).items() if k not in NOT_IN_CONFIG_HASH + without}
+    return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def chain_tags(config: ChainConfig, chain_id: str, model: str, sweep_id: str = "") -> dict[str, str]:
+    """The tags of a chain run: what it is, and the hashes a sweep finds a finished chain by."""
+    tags = {K.CONDITION: config.condition, K.SEED: str(config.seed), K.CHAIN_ID: chain_id, K.MODEL: model,
+            K.CONFIG_HASH: config_hash(config), K.CODE_VERSION: code_version()}
+    if sweep_id:
+        tags[K.SWEEP_ID] = sweep_id
+    return tags
+
+
+def logged_config(params: dict[str, str]) -> ChainConfig:
+    """A chain run's ChainConfig, from its logged params (other params, e.g. a sweep's, ignored)."""
+    return parse(ChainConfig, {k: v for k, v in params.items() if k in ChainConfig.__dataclass_fields__})

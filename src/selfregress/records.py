@@ -1,0 +1,103 @@
+"""A chain's records, read back from MLflow, and its task splits: torch-free, for the chain and the readers.
+
+``campaign_records`` is what a controller sees (each FINISHED campaign as a ``CampaignRecord``);
+``chain_curve`` and ``chain_summary`` are what the chain run logs and the report reads;
+``split_tasks`` and ``held_out_tasks`` say which tasks a chain trained and evaluated on, and
+which none of them saw.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from selfregress import metric_keys as K
+from selfregress.chain_config import ChainConfig
+from selfregress.controllers import CampaignRecord
+from selfregress.errors import UserError
+
+
+def read_campaign(store, run) -> CampaignRecord:
+    """One campaign run as a CampaignRecord (also used on the run being finished)."""
+    run_id = run.info.run_id
+    tags = run.data.tags
+    curve = store.metric_history(run_id, K.PASS_AT_1)
+    successes = store.metric_history(run_id, K.EVAL_SUCCESSES)
+    trials = store.metric_history(run_id, K.EVAL_TRIALS)
+    steps = sorted(curve)
+    return CampaignRecord(
+        index=int(tags[K.CAMPAIGN]), run_id=run_id, start_model=tags[K.START_MODEL],
+        pass_at_1=[curve[s] for s in steps],
+        successes=[int(successes[s]) for s in steps], trials=[int(trials[s]) for s in steps],
+        checkpoints=store.checkpoints(run_id),
+        lr_multiplier=float(run.data.params.get(K.LR_MULTIPLIER_PARAM, 1.0)),
+        tags=dict(tags), metrics=dict(run.data.metrics))
+
+
+def campaign_records(store, chain_id: str) -> list[CampaignRecord]:
+    """Every FINISHED campaign of the chain, in order, as the controllers see them."""
+    records = {int(r.data.tags[K.CAMPAIGN]): read_campaign(store, r)
+               for r in store.campaign_runs(chain_id, finished=True)}
+    return [records[i] for i in sorted(records)]
+
+
+def split_tasks(config: ChainConfig):
+    """(rl, eval): the synthetic splits, or a user source split once, by a fixed shuffle:
+    eval is its first ``eval_tasks``, RL the next ``rl_tasks``; the rest is never used by the
+    chain, and is what `held_out_tasks` gives promote."""
+    from selfregress.tasks import synthetic_splits
+
+    if config.tasks == "synthetic":
+        splits = synthetic_splits(seed=0)
+        return splits.rl[:config.rl_tasks], splits.eval[:config.eval_tasks]
+    shuffled = _shuffled(config.tasks)
+    if len(shuffled) <= config.eval_tasks:
+        raise UserError(f"task source {config.tasks} has {len(shuffled)} tasks: need more than "
+                        f"eval_tasks={config.eval_tasks} so that some are left for RL")
+    return shuffled[config.eval_tasks:][:config.rl_tasks], shuffled[:config.eval_tasks]
+
+
+def held_out_tasks(configs: list[ChainConfig], n: int) -> tuple[list, str]:
+    """Up to ``n`` tasks that none of these chains trained or evaluated on, and where they come
+    from: the synthetic test split, or what a user source's split left over."""
+    from selfregress.tasks import synthetic_splits
+
+    sources = sorted({c.tasks for c in configs})
+    if len(sources) != 1:
+        raise UserError(f"the chains use different task sources ({', '.join(sources)}), so no "
+                        "test split is held out from all of them: select one source's chains (--filter)")
+    if sources[0] == "synthetic":
+        return synthetic_splits(seed=0).test[:n], f"synthetic test[:{n}]"
+    used = max(c.eval_tasks + c.rl_tasks for c in configs)
+    shuffled = _shuffled(sources[0])
+    if len(shuffled) <= used:
+        raise UserError(f"task source {sources[0]} has {len(shuffled)} tasks, and the chains use the first "
+                        f"{used} (eval_tasks + rl_tasks), so none is held out for a test: run the chains "
+                        "with a smaller rl_tasks or eval_tasks")
+    return shuffled[used:used + n], f"{sources[0]} shuffled[{used}:{min(used + n, len(shuffled))}]"
+
+
+def _shuffled(source: str) -> list:
+    """A user task source in the fixed order every chain splits it by."""
+    from selfregress.tasks import resolve_tasks
+
+    tasks = resolve_tasks(source, "eval")
+    return [tasks[i] for i in np.random.default_rng(0).permutation(len(tasks))]
+
+
+def chain_curve(records: list[CampaignRecord]) -> dict[int, float]:
+    """pass_at_1 at the global step. Campaign c occupies steps offset_c .. offset_c + budget_c,
+    with offset_c = sum of (budget + 1) over earlier campaigns: each restart is its own point."""
+    points, offset = {}, 0
+    for record in records:
+        for step, value in enumerate(record.pass_at_1):
+            points[offset + step] = value
+        offset += len(record.pass_at_1)
+    return points
+
+
+def chain_summary(records: list[CampaignRecord]) -> dict[str, float]:
+    """The chain run's summary metrics: the end, the peak, and the mean within-campaign peak-to-end gap."""
+    gaps = [max(r.pass_at_1) - r.pass_at_1[-1] for r in records]
+    return {K.CHAIN_END: records[-1].pass_at_1[-1],
+            K.CHAIN_PEAK: max(max(r.pass_at_1) for r in records),
+            K.CHAIN_GAP: float(np.mean(gaps))}
