@@ -25,6 +25,8 @@ fi
 PSYCOPG2=psycopg2-binary==2.9.13   # also pinned in constraints.txt
 say() { echo "tracking_server: $*" >&2; }
 die() { say "error: $*"; exit 1; }
+# Running, and not a zombie: an orphan that init does not reap still answers kill -0.
+alive() { local stat; stat=$(ps -o stat= -p "$1" 2>/dev/null); [ -n "$stat" ] && [ "${stat#Z}" = "$stat" ]; }
 
 pg_bin() {
   local bin
@@ -73,7 +75,7 @@ start_mlflow() {
   local url=http://127.0.0.1:$MLFLOW_PORT
   "$PYTHON" -c "import psycopg2" 2>/dev/null || {
     say "installing $PSYCOPG2"; "$PYTHON" -m pip install -q "$PSYCOPG2" >/dev/null || die "pip install $PSYCOPG2 failed"; }
-  if [ -s "$dir/mlflow.pid" ] && kill -0 "$(cat "$dir/mlflow.pid")" 2>/dev/null; then
+  if [ -s "$dir/mlflow.pid" ] && alive "$(cat "$dir/mlflow.pid")"; then
     echo "MLFLOW_TRACKING_URI=$url"; return
   fi
   # Its own session, so that stop ends the server and its workers as one process group.
@@ -85,7 +87,7 @@ start_mlflow() {
     if "$PYTHON" -c "import urllib.request,sys; urllib.request.urlopen('$url/health', timeout=2)" 2>/dev/null; then
       echo "MLFLOW_TRACKING_URI=$url"; return
     fi
-    kill -0 "$(cat "$dir/mlflow.pid")" 2>/dev/null || die "mlflow server exited (see $dir/mlflow.log)"
+    alive "$(cat "$dir/mlflow.pid")" || die "mlflow server exited (see $dir/mlflow.log)"
     sleep 0.5
   done
   die "mlflow server did not answer $url/health in 300 s (see $dir/mlflow.log)"
@@ -95,7 +97,7 @@ stop_mlflow() {
   if [ -s "$dir/mlflow.pid" ]; then
     local pid; pid=$(cat "$dir/mlflow.pid")
     kill -TERM -- "-$pid" 2>/dev/null || true
-    for _ in $(seq 60); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
+    for _ in $(seq 60); do alive "$pid" || break; sleep 0.5; done
     kill -KILL -- "-$pid" 2>/dev/null || true
     rm -f "$dir/mlflow.pid"
   fi
