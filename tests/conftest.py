@@ -48,9 +48,10 @@ def mlflow_store(tmp_path, monkeypatch, empty_store_file):
 # pytest-xdist (--dist loadscope hands out whole modules in collection order) the first one
 # starts the one build of the tiny base on one worker while the other worker runs the modules
 # that need no model; the rest of the chain modules follow, longest first.
-_CHAIN_MODULES_LONGEST_FIRST = ("test_sweep_report_promote.py", "test_tracking_server.py",
-                                "test_resume_and_errors.py", "test_tune.py", "test_chain.py",
-                                "test_controllers_chain.py", "test_accelerate.py")
+_CHAIN_MODULES_LONGEST_FIRST = ("test_sweep_report_promote.py", "test_postgres_server.py",
+                                "test_tracking_server.py", "test_resume_and_errors.py", "test_tune.py",
+                                "test_serving.py", "test_chain.py", "test_controllers_chain.py",
+                                "test_accelerate.py")
 
 
 def pytest_collection_modifyitems(config, items):

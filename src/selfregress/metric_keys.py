@@ -62,3 +62,4 @@ OPTUNA_STATE = "optuna.state"              # trial runs: PRUNED when Optuna prun
 REPORT_CHAINS = "chains"                   # report runs: the chain run ids it read
 PROMOTED_VERSION = "promoted_version"      # promote runs: the registered version
 PROMOTED_MODEL_ID = "promoted_model_id"    # promote runs: its LoggedModel id
+SERVABLE_MODEL_ID = "servable_model_id"    # promote runs: the registered pyfunc (serving.py)

@@ -80,6 +80,8 @@ def load_policy(ref: str | Path, *, device: str | None = None, dtype: str | None
     else:
         folder = ref
     path = Path(folder).expanduser()
+    if (path / "MLmodel").is_file() and not (path / "config.json").exists():  # serving.py's pyfunc
+        path = next(path.glob("artifacts/*/config.json"), path / "config.json").parent
     if path.exists():
         if not (path / "config.json").is_file():
             raise PolicyError(f"{ref} is not a Hugging Face model folder (no config.json in {path})")

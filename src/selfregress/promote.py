@@ -93,6 +93,8 @@ def promote(config: PromoteConfig, store, grader, log=print, attach_run_id: str 
     """Re-evaluate the top-k on the test split, register the winner; return its record."""
     from selfregress.evaluation import evaluate
     from selfregress.policy import load_policy
+    from selfregress.serving import SamplingDefaults, log_servable
+    from selfregress.tracking import download_model
     chains = selected_chains(store, config)
     pool = candidates(store, chains)
     if not pool:
@@ -120,8 +122,14 @@ def promote(config: PromoteConfig, store, grader, log=print, attach_run_id: str 
                 "logged_pass_at_1": f"{winner.logged_pass_at_1:.4f}", "test_pass_at_1": f"{ci.mean:.4f}",
                 "test_pass_at_1_ci95": f"[{ci.low:.4f}, {ci.high:.4f}]",
                 "test_split": f"{test_split} x {config.test_samples} samples"}
-        version = store.register(winner.model_id, config.name, config.alias, tags=tags)
-        run.set_tags({K.PROMOTED_VERSION: version, K.PROMOTED_MODEL_ID: winner.model_id})
+        # Registered as a servable pyfunc over the winning checkpoint (serving.py); the checkpoint's
+        # LoggedModel id, run, campaign and step stay in the tags.
+        servable = log_servable(download_model(f"models:/{winner.model_id}"), store.client, store.experiment_id,
+                                run_id=run.run_id, name=config.name, tags=tags,
+                                defaults=SamplingDefaults(winner.temperature, 1.0, winner.max_new_tokens, config.seed))
+        version = store.register(servable[len("models:/"):], config.name, config.alias, tags=tags)
+        run.set_tags({K.PROMOTED_VERSION: version, K.PROMOTED_MODEL_ID: winner.model_id,
+                      K.SERVABLE_MODEL_ID: servable})
         run.log_metrics({"champion/test_pass_at_1": ci.mean, "champion/test_ci_low": ci.low,
                          "champion/test_ci_high": ci.high}, step=0)
     return {"uri": f"models:/{config.name}@{config.alias}", "version": version, **tags}
