@@ -51,10 +51,17 @@ class ChainConfig:
     care_forget: float = option(0.5, "CARE: scale of the incumbent posterior toward the prior after a regression")
     resume: str = option("false", "'true' resumes the latest unfinished chain of this condition and seed, or a chain_id")
     workers: int = option(2, "grader processes")
+    report_tasks: int = option(384, "report split: held-out tasks disjoint from the eval (selection) "
+                               "ones, evaluated at each campaign's start, peak and end; no decision reads "
+                               "it (0: none, as in tune's trials)")
+    report_samples: int = option(2, "samples per report-split task (and per RL task, for rlset/*)")
 
     def validate(self) -> None:
         require_at_least_one(self, ("rl_tasks", "campaigns", "steps", "batch_size", "group_size", "max_new_tokens",
                                     "eval_tasks", "eval_samples", "workers", "fisher_samples"))
+        if self.report_tasks < 0 or self.report_samples < 1:
+            raise UserError(f"'report_tasks' must be >= 0 and 'report_samples' >= 1, got {self.report_tasks} "
+                            f"and {self.report_samples}")
         if self.seed < 0:
             raise UserError(f"'seed' must be >= 0, got {self.seed}")
         if self.lr <= 0 or self.temperature <= 0 or not 0 < self.top_p <= 1:
