@@ -51,6 +51,9 @@ class ChainConfig:
     care_forget: float = option(0.5, "CARE: scale of the incumbent posterior toward the prior after a regression")
     resume: str = option("false", "'true' resumes the latest unfinished chain of this condition and seed, or a chain_id")
     workers: int = option(2, "grader processes")
+    # 384 x 2: the sd of one report pass@1 over fresh sampling seeds and resampled tasks is 0.74
+    # points at the shipped base on the report split (p = 0.04) and 1.44 with the selection
+    # split's task mix (p = 0.15): benchmarks/report_split_noise.py, README "Splits".
     report_tasks: int = option(384, "report split: held-out tasks disjoint from the eval (selection) "
                                "ones, evaluated at each campaign's start, peak and end; no decision reads "
                                "it (0: none, as in tune's trials)")
