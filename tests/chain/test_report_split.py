@@ -55,7 +55,7 @@ def test_no_decision_reads_the_report_split(condition, mlflow_store, grader_pool
     seen = {}
     for report in (dict(report_tasks=3, report_samples=1), dict(report_tasks=6, report_samples=2)):
         config = parse(ChainConfig, {**TINY_CHAIN, "model": tiny_base, "condition": condition, "seed": 5,
-                                     "rl_tasks": 8, "campaigns": 3, **report})
+                                     "rl_tasks": 8, **report})
         graded = GradeLog(grader_pool)
         chain_id = run_chain(config, mlflow_store, graded, tiny_base, log=lambda m: None)
         seen[report["report_tasks"]] = (config, campaign_records(mlflow_store, chain_id), graded.calls,
@@ -71,8 +71,8 @@ def test_no_decision_reads_the_report_split(condition, mlflow_store, grader_pool
                 == mlflow_store.metric_history(rb.run_id, K.TRAIN_REWARD_MEAN))
     assert chain_a.data.metrics[K.CHAIN_END] == chain_b.data.metrics[K.CHAIN_END]
     # ... while the report figures differ in what they measured.
-    assert [r.metrics[K.REPORT_TRIALS["end"]] for r in a] == [3.0] * 3
-    assert [r.metrics[K.REPORT_TRIALS["end"]] for r in b] == [12.0] * 3
+    assert [r.metrics[K.REPORT_TRIALS["end"]] for r in a] == [3.0] * 2
+    assert [r.metrics[K.REPORT_TRIALS["end"]] for r in b] == [12.0] * 2
 
     # Only report evaluations grade report-split tasks, and they grade nothing of the selection split.
     for config, calls in ((small, calls_a), (large, calls_b)):
@@ -85,7 +85,11 @@ def test_no_decision_reads_the_report_split(condition, mlflow_store, grader_pool
         assert all(not c & report_ids for c in calls if c & selection_ids)
 
 
-def test_report_figures_are_logged_once_and_reused(mlflow_store, grader_pool, tiny_base):
+def test_report_figures_are_logged_once_reused_and_filled_in_alike(mlflow_store, grader_pool, tiny_base,
+                                                                    monkeypatch):
+    from selfregress import chain as chain_module
+    from selfregress.report import Chain, fill_in
+
     config = parse(ChainConfig, {**TINY_CHAIN, "model": tiny_base, "seed": 6, "rl_tasks": 8})
     chain_id = run_chain(config, mlflow_store, grader_pool, tiny_base, log=lambda m: None)
     records = campaign_records(mlflow_store, chain_id)
@@ -106,3 +110,19 @@ def test_report_figures_are_logged_once_and_reused(mlflow_store, grader_pool, ti
     graded = GradeLog(grader_pool)
     again = ReportEvaluator(config, mlflow_store, graded)
     assert [again.campaign(r) for r in records] == records and graded.calls == []
+
+    # An old chain, logged before report figures existed (simulated: the chain's evaluator does
+    # nothing), gets them from `report`'s lazy path: the same numbers the chain would have logged.
+    monkeypatch.setattr(chain_module.ReportEvaluator, "campaign", lambda self, record, in_memory=None: record)
+    old_id = run_chain(config, mlflow_store, grader_pool, tiny_base, log=lambda m: None)
+    monkeypatch.undo()
+    old_run = mlflow_store.chain_run(old_id)[0]
+    old = Chain(old_run.info.run_id, old_id, "naive", 6, dict(old_run.data.params), 0.0, 0.0, 0.0,
+                records=campaign_records(mlflow_store, old_id))
+    assert not any(K.REPORT_PEAK_STEP in r.metrics for r in old.records)
+    fill_in(mlflow_store, [old], grader_pool, log=lambda m: None)
+    report_keys = [k for k in records[0].metrics if k.startswith(("report/", "rlset/"))]
+    assert len(report_keys) == 19
+    assert [{k: r.metrics[k] for k in report_keys} for r in old.records] == [
+        {k: r.metrics[k] for k in report_keys} for r in records]
+    assert mlflow_store.chain_run(old_id)[0].data.metrics[K.CHAIN_REPORT_END] == chain.data.metrics[K.CHAIN_REPORT_END]
