@@ -76,7 +76,7 @@ def audit(chains: list, grader, repeats: int, log=print) -> list[dict]:
         options = dict(samples=config.report_samples, temperature=config.temperature, top_p=config.top_p,
                        max_new_tokens=config.max_new_tokens)
         for record, train in zip(chain.records, chain.train):
-            peak_step, end_step = selection_peak(record.pass_at_1), record.last_step
+            peak_step, end_step = selection_peak(record.pass_at_1, config.es_min_delta), record.last_step
             if peak_step not in record.checkpoints:   # checkpoints=none keeps only campaign ends
                 log(f"audit {chain.condition} s{chain.seed} c{record.index}: no checkpoint at the "
                     f"peak (step {peak_step}); skipped")

@@ -24,9 +24,10 @@ from selfregress.tracking import Run
 REPORT = 3   # the purpose in step_seed: (seed, campaign, step, purpose), beside TRAIN, EVAL, FISHER
 
 
-def report_steps(record: CampaignRecord) -> dict[str, int]:
-    """point -> step: start 0, peak by the selection curve (ES's rule), end the last step."""
-    return {"start": 0, "peak": peak_step(record.pass_at_1), "end": record.last_step}
+def report_steps(record: CampaignRecord, min_delta: float = 0.0) -> dict[str, int]:
+    """point -> step: start 0, peak by the selection curve (ES's rule, with the chain's
+    ``es_min_delta``: so under ``checkpoints=peaks`` the peak's checkpoint exists), end the last step."""
+    return {"start": 0, "peak": peak_step(record.pass_at_1, min_delta), "end": record.last_step}
 
 
 def has_report(record: CampaignRecord) -> bool:
@@ -57,7 +58,7 @@ class ReportEvaluator:
         """Fill the cache from a campaign's logged report metrics."""
         if not has_report(record):
             return
-        for point, step in report_steps(record).items():
+        for point, step in report_steps(record, self.config.es_min_delta).items():
             if step in record.checkpoints:
                 self.cache[record.checkpoints[step]] = {
                     key: record.metrics[keys[point]] for key, keys in _KEYS.items() if keys[point] in record.metrics}
@@ -74,7 +75,8 @@ class ReportEvaluator:
             self.remember(record)
             return record
         metrics: dict[str, float] = {}
-        for point, step in report_steps(record).items():
+        steps = report_steps(record, self.config.es_min_delta)
+        for point, step in steps.items():
             model_id = record.checkpoints.get(step)
             if model_id is None:
                 continue
@@ -84,7 +86,7 @@ class ReportEvaluator:
                     policy = load_policy(f"models:/{model_id}")
                 self.cache[model_id] = self.measure(policy, record.index, step)
             metrics.update({keys[point]: self.cache[model_id][key] for key, keys in _KEYS.items()})
-        metrics[K.REPORT_PEAK_STEP] = float(report_steps(record)["peak"])
+        metrics[K.REPORT_PEAK_STEP] = float(steps["peak"])
         Run(self.store, record.run_id).log_metrics(metrics, step=record.last_step)
         return read_campaign(self.store, self.store.get_run(record.run_id))
 
