@@ -93,7 +93,7 @@ class ChainConfig:
 
 # Modules that never change a chain's numbers: entry points, display, and the readers.
 _NOT_IN_CODE_VERSION = {"__main__.py", "cli.py", "progress.py", "sweep.py", "report.py", "audit.py",
-                        "promote.py", "tune.py"}
+                        "promote.py", "tune.py", "table.py"}
 # Settings that never change a chain's numbers.
 NOT_IN_CONFIG_HASH = ("resume", "workers")
 
