@@ -27,7 +27,8 @@ def test_every_parameter_is_in_the_command(name):
 
 def _distinct_value(param, entry=""):
     """A value unlike the default, of the right type, that passes validation."""
-    per_entry = {("report", "baseline"): "kl", ("report", "audit"): "true", ("report", "resamples"): "777"}
+    per_entry = {("report", "baseline"): "kl", ("report", "audit"): "true", ("report", "resamples"): "777",
+                 ("report", "interval"): "t", ("report", "fill_missing"): "false"}
     if (entry, param.name) in per_entry:
         return per_entry[(entry, param.name)]
     special = {"band_low": "0.11", "band_high": "0.33", "register": "false", "model": "some/model",

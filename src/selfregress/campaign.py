@@ -48,8 +48,10 @@ def wants_checkpoint(config: ChainConfig, curve: list[float]) -> bool:
 
 def run_campaign(config: ChainConfig, store, grader, chain_run, chain_id: str, index: int,
                  plan: Plan, records: list[CampaignRecord], rl_tasks, eval_tasks, progress,
-                 dist: Dist = SINGLE) -> CampaignRecord:
-    """One campaign on the main process: its run, its steps, its checkpoints, its decision."""
+                 dist: Dist = SINGLE, report=None) -> CampaignRecord:
+    """One campaign on the main process: its run, its steps, its checkpoints, its decision; then,
+    once the run is finished (the decision made), ``report`` (a ``report_eval.ReportEvaluator``)
+    evaluates its start, peak and end on the report split, reusing the end policy in memory."""
     policy = load_policy(plan.start_model)
     start_id = store.model_id(plan.start_model)
     tags = {K.CAMPAIGN: index, K.CHAIN_ID: chain_id, K.CONDITION: config.condition,
@@ -66,7 +68,8 @@ def run_campaign(config: ChainConfig, store, grader, chain_run, chain_id: str, i
         decision = controller_for(config).decide(records + [record], config.steps)
         decision.to_run(run, record.last_step, {f"{K.TIME_PREFIX}{k}": v for k, v in vars(times).items()})
         progress.campaign_done(index, record.pass_at_1, decision.decision)
-    return read_campaign(store, store.get_run(run.run_id))
+    record = read_campaign(store, store.get_run(run.run_id))
+    return report.campaign(record, in_memory={record.last_step: policy}) if report else record
 
 
 class CampaignLog:

@@ -22,6 +22,7 @@ from selfregress.errors import UserError
 from selfregress.policy import load_policy
 from selfregress.progress import Progress
 from selfregress.records import campaign_records, chain_curve, chain_summary, split_tasks
+from selfregress.report_eval import ReportEvaluator
 
 
 def next_plan(records: list[CampaignRecord], config: ChainConfig, base_model: str) -> Plan:
@@ -103,13 +104,18 @@ def run_chain(config: ChainConfig, store, grader, base_model: str, log=print,
     with context as chain_run:
         supersede_unfinished(store, chain_id)
         records = campaign_records(store, chain_id)
+        # Report-split figures: a resumed chain fills in only what a kill left unlogged.
+        report = ReportEvaluator(config, store, grader)
+        for record in records:
+            report.remember(record)
+        records = [report.campaign(r) for r in records]
         sync_chain_curve(store, chain_run, records)
         progress = Progress(config.campaigns)
         while len(records) < config.campaigns:
             plan = next_plan(records, config, base_model)
             dist.broadcast(("campaign", len(records), plan))
             records.append(run_campaign(config, store, grader, chain_run, chain_id, len(records), plan,
-                                        records, rl_tasks, eval_tasks, progress, dist))
+                                        records, rl_tasks, eval_tasks, progress, dist, report))
             sync_chain_curve(store, chain_run, records)
         dist.broadcast(("done", chain_id, None))
         summary = chain_summary(records)

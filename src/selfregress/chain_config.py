@@ -51,10 +51,20 @@ class ChainConfig:
     care_forget: float = option(0.5, "CARE: scale of the incumbent posterior toward the prior after a regression")
     resume: str = option("false", "'true' resumes the latest unfinished chain of this condition and seed, or a chain_id")
     workers: int = option(2, "grader processes")
+    # 384 x 2: the sd of one report pass@1 over fresh sampling seeds and resampled tasks is 0.74
+    # points at the shipped base on the report split (p = 0.04) and 1.44 with the selection
+    # split's task mix (p = 0.15): benchmarks/report_split_noise.py, README "Splits".
+    report_tasks: int = option(384, "report split: held-out tasks disjoint from the eval (selection) "
+                               "ones, evaluated at each campaign's start, peak and end; no decision reads "
+                               "it (0: none, as in tune's trials)")
+    report_samples: int = option(2, "samples per report-split task (and per RL task, for rlset/*)")
 
     def validate(self) -> None:
         require_at_least_one(self, ("rl_tasks", "campaigns", "steps", "batch_size", "group_size", "max_new_tokens",
                                     "eval_tasks", "eval_samples", "workers", "fisher_samples"))
+        if self.report_tasks < 0 or self.report_samples < 1:
+            raise UserError(f"'report_tasks' must be >= 0 and 'report_samples' >= 1, got {self.report_tasks} "
+                            f"and {self.report_samples}")
         if self.seed < 0:
             raise UserError(f"'seed' must be >= 0, got {self.seed}")
         if self.lr <= 0 or self.temperature <= 0 or not 0 < self.top_p <= 1:
@@ -83,7 +93,7 @@ class ChainConfig:
 
 # Modules that never change a chain's numbers: entry points, display, and the readers.
 _NOT_IN_CODE_VERSION = {"__main__.py", "cli.py", "progress.py", "sweep.py", "report.py", "audit.py",
-                        "promote.py", "tune.py"}
+                        "promote.py", "tune.py", "table.py"}
 # Settings that never change a chain's numbers.
 NOT_IN_CONFIG_HASH = ("resume", "workers")
 

@@ -159,14 +159,19 @@ def cmd_report(args: argparse.Namespace) -> None:
 
     config = from_args(ReportConfig, args)
     store = connect(args.experiment, _entry_run_id())
-    if config.audit == "true":   # the audit samples from checkpoints; the table needs no torch
-        _set_threads(args)
-        from grader import Grader
+    with contextlib.ExitStack() as stack:
+        graders = []
 
-        with Grader(workers=2) as grader:
-            text = run_report(config, store, grader, _log, attach_run_id=_entry_run_id())
-    else:
-        text = run_report(config, store, None, _log, attach_run_id=_entry_run_id())
+        def open_grader():
+            """Only the audit, or chains that lack report-split figures, sample: torch comes in then."""
+            if not graders:
+                _set_threads(args)
+                from grader import Grader
+
+                graders.append(stack.enter_context(Grader(workers=2)))
+            return graders[0]
+
+        text = run_report(config, store, open_grader, _log, attach_run_id=_entry_run_id())
     print(text)
     _log(f"report, table.csv and plots written to {config.out}/ and logged on a report run")
     _log(f"runs: {store.ui_link()}")

@@ -22,6 +22,20 @@ CHAIN_END = "chain/end_pass_at_1"
 CHAIN_PEAK = "chain/peak_pass_at_1"
 CHAIN_GAP = "chain/mean_peak_to_end_gap"
 
+# ---- the report split: read by no decision (records.report_split, report_eval) --------------------
+# On each campaign run, at its last step: its start (step 0), its peak (the step of the highest
+# selection pass_at_1, ES's rule) and its end, evaluated on the report split and on the RL set.
+REPORT_POINTS = ("start", "peak", "end")
+REPORT_PASS_AT_1 = {p: f"report/pass_at_1_{p}" for p in REPORT_POINTS}     # report-split pass@1
+REPORT_SUCCESSES = {p: f"report/successes_{p}" for p in REPORT_POINTS}     # its passing samples
+REPORT_TRIALS = {p: f"report/trials_{p}" for p in REPORT_POINTS}           # its graded samples
+RLSET_PASS_AT_1 = {p: f"rlset/pass_at_1_{p}" for p in REPORT_POINTS}       # pass@1 on the RL task set
+RLSET_SUCCESSES = {p: f"rlset/successes_{p}" for p in REPORT_POINTS}
+RLSET_TRIALS = {p: f"rlset/trials_{p}" for p in REPORT_POINTS}
+REPORT_PEAK_STEP = "report/peak_step"      # the selection-chosen peak step those figures are of
+CHAIN_REPORT_END = "report/end_pass_at_1"  # chain runs: the last campaign's report/pass_at_1_end
+TABLE_PREFIX = "table/"                    # report runs: table/<condition>/<column of table.csv>
+
 # ---- tags: what a run is, and where it belongs ----------------------------------------------------
 KIND = "selfregress.kind"                   # bootstrap | evaluate | chain | campaign | sweep | report | ...
 CONDITION = "condition"                    # chain and campaign runs: the condition's name
@@ -63,3 +77,6 @@ REPORT_CHAINS = "chains"                   # report runs: the chain run ids it r
 PROMOTED_VERSION = "promoted_version"      # promote runs: the registered version
 PROMOTED_MODEL_ID = "promoted_model_id"    # promote runs: its LoggedModel id
 SERVABLE_MODEL_ID = "servable_model_id"    # promote runs: the registered pyfunc (serving.py)
+
+# ---- the grader's infrastructure failures (logged per step by the training code when present) -----
+GRADER_SANDBOX_ERRORS = "grader/sandbox_errors"   # sandbox_error verdicts in the step

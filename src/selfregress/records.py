@@ -2,11 +2,14 @@
 
 ``campaign_records`` is what a controller sees (each FINISHED campaign as a ``CampaignRecord``);
 ``chain_curve`` and ``chain_summary`` are what the chain run logs and the report reads;
-``split_tasks`` and ``held_out_tasks`` say which tasks a chain trained and evaluated on, and
-which none of them saw.
+``split_tasks``, ``report_split`` and ``held_out_tasks`` say which tasks a chain trained on,
+selected on (the eval split: every decision), reported on (the report split: no decision), and
+which none of them saw (promote's test split). The four are pairwise disjoint.
 """
 
 from __future__ import annotations
+
+import functools
 
 import numpy as np
 
@@ -56,6 +59,31 @@ def split_tasks(config: ChainConfig):
     return shuffled[config.eval_tasks:][:config.rl_tasks], shuffled[:config.eval_tasks]
 
 
+def report_split(config: ChainConfig) -> list:
+    """The report split: ``report_tasks`` tasks disjoint from the chain's RL and eval (selection)
+    tasks and from promote's test split. Only the report evaluations (``report_eval``) grade it;
+    no controller, Optuna objective or SFT stop reads it.
+
+    Synthetic: the eval split's tasks after the first ``eval_tasks`` (the split is a prefix-stable
+    stream, so the selection tasks do not move). A user source: its shuffled tasks after the
+    ``eval_tasks + rl_tasks`` the chain uses."""
+    if config.tasks == "synthetic":
+        return list(_synthetic_eval(config.eval_tasks + config.report_tasks)[config.eval_tasks:])
+    used = config.eval_tasks + config.rl_tasks
+    shuffled = _shuffled(config.tasks)
+    if len(shuffled) < used + config.report_tasks:
+        raise UserError(f"task source {config.tasks} has {len(shuffled)} tasks, and the chain uses {used} "
+                        f"(eval_tasks + rl_tasks): too few for report_tasks={config.report_tasks}; lower one of them")
+    return shuffled[used:used + config.report_tasks]
+
+
+@functools.cache
+def _synthetic_eval(n: int) -> tuple:
+    from selfregress.tasks import synthetic_splits
+
+    return tuple(synthetic_splits(seed=0, n_pretrain=0, n_rl=0, n_eval=n, n_test=0).eval)
+
+
 def held_out_tasks(configs: list[ChainConfig], n: int) -> tuple[list, str]:
     """Up to ``n`` tasks that none of these chains trained or evaluated on, and where they come
     from: the synthetic test split, or what a user source's split left over."""
@@ -67,12 +95,12 @@ def held_out_tasks(configs: list[ChainConfig], n: int) -> tuple[list, str]:
                         "test split is held out from all of them: select one source's chains (--filter)")
     if sources[0] == "synthetic":
         return synthetic_splits(seed=0).test[:n], f"synthetic test[:{n}]"
-    used = max(c.eval_tasks + c.rl_tasks for c in configs)
+    used = max(c.eval_tasks + c.rl_tasks + c.report_tasks for c in configs)
     shuffled = _shuffled(sources[0])
     if len(shuffled) <= used:
         raise UserError(f"task source {sources[0]} has {len(shuffled)} tasks, and the chains use the first "
-                        f"{used} (eval_tasks + rl_tasks), so none is held out for a test: run the chains "
-                        "with a smaller rl_tasks or eval_tasks")
+                        f"{used} (eval_tasks + rl_tasks + report_tasks), so none is held out for a test: run the "
+                        "chains with a smaller rl_tasks, eval_tasks or report_tasks")
     return shuffled[used:used + n], f"{sources[0]} shuffled[{used}:{min(used + n, len(shuffled))}]"
 
 
@@ -96,8 +124,12 @@ def chain_curve(records: list[CampaignRecord]) -> dict[int, float]:
 
 
 def chain_summary(records: list[CampaignRecord]) -> dict[str, float]:
-    """The chain run's summary metrics: the end, the peak, and the mean within-campaign peak-to-end gap."""
+    """The chain run's summary metrics: the end, the peak, and the mean within-campaign peak-to-end
+    gap, all on the selection split; and the end on the report split, once the last campaign has it."""
     gaps = [max(r.pass_at_1) - r.pass_at_1[-1] for r in records]
-    return {K.CHAIN_END: records[-1].pass_at_1[-1],
-            K.CHAIN_PEAK: max(max(r.pass_at_1) for r in records),
-            K.CHAIN_GAP: float(np.mean(gaps))}
+    summary = {K.CHAIN_END: records[-1].pass_at_1[-1],
+               K.CHAIN_PEAK: max(max(r.pass_at_1) for r in records),
+               K.CHAIN_GAP: float(np.mean(gaps))}
+    if K.REPORT_PASS_AT_1["end"] in records[-1].metrics:
+        summary[K.CHAIN_REPORT_END] = records[-1].metrics[K.REPORT_PASS_AT_1["end"]]
+    return summary

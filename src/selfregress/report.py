@@ -1,13 +1,16 @@
 """The paper's table, plots and stability audit, read back from MLflow.
 
 Reads: FINISHED chain runs of the experiment (optionally one sweep's, or any MLflow filter),
-their campaign runs' curves and, for the audit, their peak and end checkpoints.
-Writes: a report run (``selfregress.kind=report``) with ``report.md``, ``table.csv``, the plots
-and, with ``audit=true``, ``audit.csv``; the markdown is also printed.
+their campaign runs' curves and report-split figures (``report_eval``) and, for the audit,
+their peak and end checkpoints.
+Writes: a report run (``selfregress.kind=report``) with ``report.md``, ``table.csv``, the plots,
+the table as metrics (``table/<condition>/<column>``) and, with ``audit=true``, ``audit.csv``;
+the markdown is also printed. A chain that lacks its report-split figures (run before they
+existed) is evaluated here once, and the figures are logged on its runs (``fill_missing``);
+with ``fill_missing=false`` it is named and left out of the table.
 
-Per condition: the mean end-of-chain pass@1 with a 95% bootstrap CI over seeds; the difference
-from the baseline condition with a paired bootstrap CI (pairs matched by seed); k/n seeds
-improved; the mean within-campaign peak-to-end gap; and the mean peak pass@1.
+The table's columns are ``table.py``'s: end-of-chain pass@1 on the report split, paired
+differences from the baseline and from the start, the cross-fit gap, samples and steps.
 """
 
 from __future__ import annotations
@@ -23,7 +26,9 @@ from selfregress.conditions import CONDITIONS
 from selfregress.config import option
 from selfregress.records import campaign_records, chain_curve
 from selfregress.errors import UserError
-from selfregress.stats import Interval, bootstrap_band, bootstrap_ci, paired_bootstrap_ci, slope
+from selfregress.stats import DEFAULT_INTERVAL, INTERVALS, bootstrap_band
+from selfregress.table import ChainFigures, chain_figures, csv_rows, has_report_figures, markdown_table, table, \
+    table_metrics
 
 TRAIN_SERIES = (K.TRAIN_ENTROPY, K.TRAIN_DISTINCT_RATIO, K.TRAIN_REWARD_MEAN)
 
@@ -40,6 +45,9 @@ class ReportConfig:
                         ("true", "false"))
     audit_repeats: int = option(3, "audit: fresh-seed re-evaluations per checkpoint")
     out: str = option("report", "local folder for report.md, table.csv and the plots")
+    interval: str = option(DEFAULT_INTERVAL, "the table's interval over seeds", tuple(INTERVALS))
+    fill_missing: str = option("true", "evaluate chains that lack report-split figures on it, once, and log "
+                               "them (needs their checkpoints)", ("true", "false"))
 
     def validate(self) -> None:
         if self.resamples < 100:
@@ -60,6 +68,11 @@ class Chain:
     gap: float
     records: list = field(default_factory=list)          # CampaignRecords, in order
     train: list = field(default_factory=list)            # per campaign: key -> {step: value}
+    sandbox_errors: float | None = None                  # sum of grader/sandbox_errors (None: not logged)
+
+    def figures(self) -> ChainFigures:
+        return chain_figures(self.condition, self.seed, self.records, int(self.params.get("batch_size", 16)),
+                             int(self.params.get("group_size", 4)), self.sandbox_errors)
 
     @property
     def curve(self) -> list[float]:
@@ -86,63 +99,9 @@ def load_chains(store, config: ReportConfig) -> list[Chain]:
     for chain in chains.values():
         chain.records = campaign_records(store, chain.chain_id)
         chain.train = [{key: store.metric_history(r.run_id, key) for key in TRAIN_SERIES} for r in chain.records]
+        errors = [store.metric_history(r.run_id, K.GRADER_SANDBOX_ERRORS) for r in chain.records]
+        chain.sandbox_errors = sum(sum(e.values()) for e in errors) if any(errors) else None
     return sorted(chains.values(), key=lambda c: (list(CONDITIONS).index(c.condition), c.seed))
-
-
-# ---- the table ---------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Row:
-    condition: str
-    seeds: list[int]
-    end: Interval
-    diff: Interval              # n = number of seed pairs (0: no baseline to pair with)
-    improved: int               # seeds where the condition's end beats the baseline's
-    gap: float
-    peak: float
-    unpaired: list[int]         # this condition's seeds that the baseline lacks
-
-
-def table(chains: list[Chain], baseline: str = "naive", resamples: int = 10_000, seed: int = 0) -> list[Row]:
-    by = {}
-    for c in chains:
-        by.setdefault(c.condition, {})[c.seed] = c
-    base = by.get(baseline, {})
-    rows = []
-    for condition, runs in by.items():
-        seeds = sorted(runs)
-        paired = [s for s in seeds if s in base]
-        ends = [runs[s].end for s in seeds]
-        diff = (paired_bootstrap_ci([runs[s].end for s in paired], [base[s].end for s in paired],
-                                    resamples=resamples, seed=seed)
-                if condition != baseline else Interval(0.0, 0.0, 0.0, len(seeds)))
-        rows.append(Row(condition, seeds, bootstrap_ci(ends, resamples=resamples, seed=seed), diff,
-                        improved=sum(runs[s].end > base[s].end for s in paired),
-                        gap=float(np.mean([runs[s].gap for s in seeds])),
-                        peak=float(np.mean([runs[s].peak for s in seeds])),
-                        unpaired=[s for s in seeds if s not in base]))
-    return rows
-
-
-def markdown_table(rows: list[Row], baseline: str) -> str:
-    lines = [f"| condition | seeds | end pass@1 % [95% CI] | diff vs {baseline}, points [paired 95% CI] "
-             "| improved | peak-to-end gap, points | peak pass@1 % |",
-             "|---|---|---|---|---|---|---|"]
-    for r in rows:
-        diff = "-" if r.condition == baseline or r.diff.n == 0 else r.diff.text()
-        improved = "-" if r.condition == baseline or r.diff.n == 0 else f"{r.improved}/{r.diff.n}"
-        lines.append(f"| {r.condition} | {len(r.seeds)} | {r.end.text()} | {diff} | {improved} "
-                     f"| {r.gap * 100:.1f} | {r.peak * 100:.1f} |")
-    notes = [f"- {r.condition}: seeds {', '.join(map(str, r.unpaired))} have no {baseline} chain to pair with"
-             for r in rows if r.unpaired and r.condition != baseline]
-    return "\n".join(lines + ([""] + notes if notes else []))
-
-
-def csv_rows(rows: list[Row]) -> list[dict]:
-    return [{"condition": r.condition, "n_seeds": len(r.seeds), "seeds": " ".join(map(str, r.seeds)),
-             "end_mean": r.end.mean, "end_low": r.end.low, "end_high": r.end.high,
-             "diff_mean": r.diff.mean, "diff_low": r.diff.low, "diff_high": r.diff.high, "n_pairs": r.diff.n,
-             "improved": r.improved, "mean_gap": r.gap, "mean_peak": r.peak,
-             "unpaired": " ".join(map(str, r.unpaired))} for r in rows]
 
 
 # ---- plots -------------------------------------------------------------------------------------
@@ -209,11 +168,11 @@ def global_series(chain: Chain, key: str) -> list[float]:
 def _column_means(curves: list[list[float]]) -> np.ndarray:
     """The mean at each position over the curves that have a value there (NaN where none does)."""
     length = max((len(c) for c in curves), default=0)
-    table = np.full((max(len(curves), 1), length), np.nan)
+    grid = np.full((max(len(curves), 1), length), np.nan)
     for i, c in enumerate(curves):
-        table[i, :len(c)] = c
-    counts = (~np.isnan(table)).sum(axis=0)
-    sums = np.nansum(table, axis=0)
+        grid[i, :len(c)] = c
+    counts = (~np.isnan(grid)).sum(axis=0)
+    sums = np.nansum(grid, axis=0)
     return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
 
 
@@ -226,34 +185,65 @@ def _save(fig, path: Path) -> Path:
 
 
 # ---- the entry point ---------------------------------------------------------------------------
-def run_report(config: ReportConfig, store, grader=None, log=print, attach_run_id: str | None = None) -> str:
-    """Build the table (and plots, and the audit), log them on a report run; return the markdown."""
+def run_report(config: ReportConfig, store, open_grader=None, log=print, attach_run_id: str | None = None) -> str:
+    """Build the table (and plots, and the audit), log them on a report run; return the markdown.
+
+    ``open_grader``: a zero-argument callable that returns a grader, called only if one is needed
+    (the audit, or chains to fill in), so that a plain report never imports torch."""
     import csv
 
     chains = load_chains(store, config)
-    rows = table(chains, config.baseline, config.resamples, config.seed)
-    text = "\n".join([f"# selfregress report ({len(chains)} chains)", "",
-                      "End-of-chain pass@1 over seeds; percent points. "
-                      f"Bootstrap: {config.resamples} resamples, seed {config.seed}.", "",
-                      markdown_table(rows, config.baseline)])
+    missing = [c for c in chains if not has_report_figures(c.records)]
+    if missing and config.fill_missing == "true" and open_grader is not None:
+        fill_in(store, missing, open_grader(), log)
+        missing = [c for c in chains if not has_report_figures(c.records)]
+    complete = [c for c in chains if c not in missing]
+    rows = table([c.figures() for c in complete], config.baseline, config.interval)
+    text = "\n".join([f"# selfregress report ({len(complete)} chains)", "",
+                      markdown_table(rows, config.baseline, config.interval)])
+    if missing:
+        text += ("\n\nLeft out, no report-split figures (run report with --fill_missing true to evaluate "
+                 "them): " + ", ".join(f"{c.condition} s{c.seed} (chain {c.chain_id})" for c in missing))
     if not any(r.condition == config.baseline for r in rows):
         text += f"\n\nNo {config.baseline} chains were selected: no differences could be paired."
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
-    audit_rows = audit(chains, grader, config.audit_repeats, log) if config.audit == "true" else []
+    audit_rows = audit(complete, open_grader(), config.audit_repeats, log) if config.audit == "true" else []
     if audit_rows:
         text += "\n\n" + audit_markdown(audit_rows)
         _write_csv(out / "audit.csv", audit_rows, csv)
-    _write_csv(out / "table.csv", csv_rows(rows), csv)
+    if rows:
+        _write_csv(out / "table.csv", csv_rows(rows, config.interval), csv)
     (out / "report.md").write_text(text + "\n")
     plots = plot_all(chains, out, config.resamples, config.seed)
     with store.run("report", "report", params={k: v for k, v in vars(config).items()},
                    tags={K.SWEEP_ID: config.sweep_id} if config.sweep_id else None,
                    attach_run_id=attach_run_id) as run:
-        for path in [out / "report.md", out / "table.csv", *plots] + ([out / "audit.csv"] if audit_rows else []):
+        files = [out / "report.md", *plots] + ([out / "table.csv"] if rows else []) + ([out / "audit.csv"] if audit_rows else [])
+        for path in files:
             run.log_artifact(path)
-        run.set_tags({K.REPORT_CHAINS: " ".join(c.run_id for c in chains)[:5000]})
+        run.log_metrics(table_metrics(rows), step=0)
+        run.set_tags({K.REPORT_CHAINS: " ".join(c.run_id for c in complete)[:5000]})
     return text
+
+
+def fill_in(store, chains: list[Chain], grader, log=print) -> None:
+    """Evaluate the report-split figures these chains lack (``report_eval``), log them, read them back."""
+    from selfregress.chain_config import logged_config
+    from selfregress.report_eval import fill_missing
+    from selfregress.tracking import Run
+
+    for chain in chains:
+        config = logged_config(chain.params)
+        if not config.report_tasks:
+            log(f"report: {chain.condition} s{chain.seed} ran with report_tasks=0: no report split to evaluate")
+            continue
+        log(f"report: evaluating {chain.condition} s{chain.seed} (chain {chain.chain_id}) on the report split")
+        chain.records = fill_missing(store, chain.chain_id, config, grader)
+        if has_report_figures(chain.records):
+            Run(store, chain.run_id).log_metrics(
+                {K.CHAIN_REPORT_END: chain.records[-1].metrics[K.REPORT_PASS_AT_1["end"]]},
+                step=sum(len(r.pass_at_1) for r in chain.records) - 1)
 
 
 def _write_csv(path: Path, rows: list[dict], csv) -> None:

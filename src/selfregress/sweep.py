@@ -31,7 +31,7 @@ from selfregress.errors import UserError
 
 # The chain settings a sweep passes on (the rest: a params file, e.g. one written by `tune`).
 SHARED = ("model", "tasks", "campaigns", "steps", "batch_size", "group_size", "lr", "max_new_tokens",
-          "eval_tasks", "eval_samples", "checkpoints")
+          "eval_tasks", "eval_samples", "checkpoints", "report_tasks", "report_samples")
 
 
 @dataclass(frozen=True)
@@ -53,6 +53,8 @@ class SweepConfig:
     eval_tasks: int = option(128, "held-out tasks evaluated after every step")
     eval_samples: int = option(2, "samples per held-out task")
     checkpoints: str = option("all", "which steps log a checkpoint", ("all", "peaks", "none"))
+    report_tasks: int = option(ChainConfig.report_tasks, "report-split tasks (no decision reads them)")
+    report_samples: int = option(ChainConfig.report_samples, "samples per report-split task")
 
     def validate(self) -> None:
         require_at_least_one(self, ("workers",))

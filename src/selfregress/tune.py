@@ -7,9 +7,10 @@ its value, the tag ``trial``), each trial's chains nested under it; at the end t
 parameters, Optuna's optimisation-history and importance plots, and a params file that
 ``main`` accepts (``-P params_file=...``).
 
-The objective is the mean end-of-chain pass@1 over the tuning seeds. Those default to
-100-102, disjoint from the evaluation seeds 0-4: thresholds picked on the seeds they are then
-evaluated on would carry the selection's luck into the reported numbers.
+The objective is the mean end-of-chain pass@1 over the tuning seeds, on the selection (eval)
+split; trial chains run with ``report_tasks=0``, so the report split is never even evaluated.
+The seeds default to 100-102, disjoint from the evaluation seeds 0-4: thresholds picked on the
+seeds they are then evaluated on would carry the selection's luck into the reported numbers.
 """
 
 from __future__ import annotations
@@ -134,7 +135,8 @@ def run_study(config: TuneConfig, store, grader, base_model: str, log=print,
                 for i, seed in enumerate(seeds):
                     chain = parse(ChainConfig, {"condition": condition, "seed": seed, "model": config.model,
                                                 "campaigns": config.campaigns, "steps": config.steps,
-                                                "eval_tasks": config.eval_tasks, **values})
+                                                "eval_tasks": config.eval_tasks, "report_tasks": 0,
+                                                **values})
                     chain_id = run_chain(chain, store, grader, base_model, log=lambda m: None, parent=trial_run)
                     ends.append(store.chain_run(chain_id)[0].data.metrics[K.CHAIN_END])
                     mean = sum(ends) / len(ends)

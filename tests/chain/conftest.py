@@ -22,7 +22,7 @@ TINY_BASE = BootstrapConfig(seed=0, band_low=0.05, band_high=1.0, vocab_size=512
 
 # Small enough to run a whole chain in seconds; every condition draws batch_size x group_size.
 TINY_CHAIN = dict(campaigns=2, steps=2, batch_size=4, group_size=2, eval_tasks=12, eval_samples=2,
-                  max_new_tokens=64, lr=1e-3, workers=2, fisher_samples=4)
+                  max_new_tokens=64, lr=1e-3, workers=2, fisher_samples=4, report_tasks=6, report_samples=1)
 
 
 @pytest.fixture(scope="session")

@@ -78,6 +78,11 @@ def test_sigkill_mid_campaign_then_resume_equals_uninterrupted(tmp_path, cli_sto
     other_store = connect("selfregress")
     other_records = campaign_records(other_store, chain_run(other_store).data.tags["chain_id"])
     assert [r.pass_at_1 for r in records] == [r.pass_at_1 for r in other_records]
+    # the report-split figures too: campaign 0's were logged before the kill, and the resumed
+    # chain measured campaign 1's start (campaign 0's end) by reusing them
+    report_keys = [keys[p] for keys in (K.REPORT_PASS_AT_1, K.RLSET_PASS_AT_1) for p in K.REPORT_POINTS]
+    assert [[r.metrics[k] for k in report_keys] for r in records] == [
+        [r.metrics[k] for k in report_keys] for r in other_records]
     for key in (K.CHAIN_END, K.CHAIN_PEAK, K.CHAIN_GAP):
         assert run.data.metrics[key] == chain_run(other_store).data.metrics[key]
 
@@ -98,6 +103,7 @@ def test_sigterm_ends_the_run_killed(cli_store, tiny_base):
     ({"steps": "0"}, "'steps' must be at least 1"),
     ({"condition": "grpo", "group_size": "1"}, "group_size >= 2"),
     ({"eval_samples": "0"}, "'eval_samples' must be at least 1"),
+    ({"report_tasks": "-1"}, "'report_tasks' must be >= 0"),
     ({"model": "/nonexistent/model"}, "does not exist"),
     ({"resume": "true", "seed": "77"}, "no chain to resume"),
 ])

@@ -18,7 +18,7 @@ from selfregress import metric_keys as K
 from .conftest import as_options, cli
 
 TINY_SWEEP = dict(campaigns=2, steps=2, batch_size=4, group_size=2, eval_tasks=12, eval_samples=2,
-                  max_new_tokens=64, lr=1e-3)
+                  max_new_tokens=64, lr=1e-3, report_tasks=6, report_samples=1)
 
 
 def sweep_id_of(result) -> str:
@@ -52,26 +52,27 @@ def sweep_report_promote(store, model: str, tmp_path, audit: bool = True, **budg
     assert again.returncode == 0 and "4 already finished, 0 to run" in again.stderr
     assert len(store.find_runs(f"tags.`selfregress.kind` = 'chain' and tags.sweep_id = '{sweep_id}'")) == 4
 
-    # ---- report: the table is recomputed from the chain runs' own summary metrics
+    # ---- report: the table is recomputed from MLflow: the chain runs' report/end_pass_at_1 and the
+    # campaign runs' report-split start, peak and end
     out = tmp_path / "report"
     report = cli("report", "--sweep_id", sweep_id, "--out", str(out), "--audit", str(audit).lower(),
-                 "--audit_repeats", "2")
+                 "--audit_repeats", "2", "--interval", "t")
     assert report.returncode == 0, report.stderr
     rows = {r["condition"]: r for r in csv.DictReader((out / "table.csv").open())}
-    ends = {c: [r.data.metrics[K.CHAIN_END] for r in chains if r.data.tags["condition"] == c]
-            for c in ("naive", "es")}
+    recomputed = recompute_table(store, chains)
     for condition in ("naive", "es"):
-        assert float(rows[condition]["end_mean"]) == pytest.approx(np.mean(ends[condition]))
+        for column, value in recomputed[condition].items():
+            assert float(rows[condition][column]) == pytest.approx(value, abs=1e-12), (condition, column)
         assert float(rows[condition]["end_low"]) <= float(rows[condition]["end_mean"]) <= float(rows[condition]["end_high"])
-    by_seed = {(r.data.tags["condition"], r.data.tags["seed"]): r.data.metrics[K.CHAIN_END] for r in chains}
-    diffs = [by_seed[("es", s)] - by_seed[("naive", s)] for s in ("0", "1")]
-    assert float(rows["es"]["diff_mean"]) == pytest.approx(np.mean(diffs))
-    assert int(rows["es"]["improved"]) == sum(d > 0 for d in diffs) and rows["es"]["n_pairs"] == "2"
+        assert rows[condition]["interval"] == "t"
+    assert rows["es"]["n_pairs"] == "2"
     assert "| es | 2 |" in report.stdout and "| naive | 2 |" in report.stdout
-
+    assert "95% Student t-interval" in report.stdout
     [report_run] = store.find_runs("tags.`selfregress.kind` = 'report'")
     assert report_run.info.status == "FINISHED"
     logged = {a.path for a in store.client.list_artifacts(report_run.info.run_id)}
+    for condition in ("naive", "es"):   # the table is also the report run's metrics
+        assert report_run.data.metrics[f"table/{condition}/end_mean"] == pytest.approx(float(rows[condition]["end_mean"]))
     assert {"report.md", "table.csv", "pass_at_1_by_condition.png", "campaign_start_peak_end.png",
             "diagnostics.png"} <= logged
     if audit:
@@ -94,6 +95,34 @@ def sweep_report_promote(store, model: str, tmp_path, audit: bool = True, **budg
     return {"sweep_id": sweep_id, "version": str(version.version)}
 
 
+def recompute_table(store, chains) -> dict[str, dict[str, float]]:
+    """The table's report-split columns, from the chain and campaign runs alone."""
+    from selfregress.records import campaign_records
+
+    figures = {}
+    for run in chains:
+        records = campaign_records(store, run.data.tags["chain_id"])
+        gaps = [r.metrics["report/pass_at_1_peak"] - r.metrics["report/pass_at_1_end"] for r in records]
+        steps = sum(len(r.pass_at_1) - 1 for r in records)
+        figures[run.data.tags["condition"], run.data.tags["seed"]] = dict(
+            end=run.data.metrics[K.CHAIN_REPORT_END], start=records[0].metrics["report/pass_at_1_start"],
+            gap=np.mean(gaps), samples=steps * TINY_SWEEP["batch_size"] * TINY_SWEEP["group_size"], steps=steps)
+        assert figures[run.data.tags["condition"], run.data.tags["seed"]]["end"] == records[-1].metrics["report/pass_at_1_end"]
+    out = {}
+    for condition in ("naive", "es"):
+        f = [figures[condition, s] for s in ("0", "1")]
+        vs_naive = [figures[condition, s]["end"] - figures["naive", s]["end"] for s in ("0", "1")]
+        out[condition] = {"end_mean": np.mean([x["end"] for x in f]),
+                          "vs_start_mean": np.mean([x["end"] - x["start"] for x in f]),
+                          "improved_start": sum(x["end"] > x["start"] for x in f),
+                          "crossfit_gap_mean": np.mean([x["gap"] for x in f]),
+                          "rl_samples": np.mean([x["samples"] for x in f]),
+                          "gradient_steps": np.mean([x["steps"] for x in f])}
+        if condition == "es":
+            out[condition].update(vs_baseline_mean=np.mean(vs_naive), improved_baseline=sum(d > 0 for d in vs_naive))
+    return out
+
+
 def check_audit(store, chains, out, report, logged) -> None:
     """One audit row per finished campaign; the grader agrees with itself on every program."""
     audit = list(csv.DictReader((out / "audit.csv").open()))
@@ -102,15 +131,15 @@ def check_audit(store, chains, out, report, logged) -> None:
                     and r.info.status == "FINISHED")
     assert len(audit) == campaigns
     assert all(float(r["grader_consistency"]) == 1.0 for r in audit)
-    assert float(audit[0]["eval_noise_sd"]) == pytest.approx(recomputed_noise(store, chains, audit[0], repeats=2),
-                                                           abs=1e-12)
-    assert "## Stability audit" in report.stdout
+    assert float(audit[0]["peak_seed_sd"]) == pytest.approx(recomputed_seed_sd(store, chains, audit[0], repeats=2),
+                                                          abs=1e-12)
+    assert "## Stability audit (report split)" in report.stdout
     assert "audit.csv" in logged
 
 
-def recomputed_noise(store, chains, row: dict, repeats: int) -> float:
-    """The audit's noise sd for one campaign, from its checkpoints re-evaluated here with the audit's seeds:
-    sqrt((var(peak re-evaluations) + var(end re-evaluations)) / 2), sample variances."""
+def recomputed_seed_sd(store, chains, row: dict, repeats: int) -> float:
+    """The audit's seed noise of one campaign's peak, re-evaluated here on the report split with the
+    audit's seeds: the sample sd of the repeats' pass@1."""
     import torch
     from grader import Grader
 
@@ -118,21 +147,19 @@ def recomputed_noise(store, chains, row: dict, repeats: int) -> float:
     from selfregress.chain_config import logged_config
     from selfregress.evaluation import evaluate
     from selfregress.policy import load_policy
-    from selfregress.records import campaign_records, split_tasks
+    from selfregress.records import campaign_records, report_split
 
     torch.set_num_threads(1)   # as the CLI ran the audit (--threads 1)
     chain = next(c for c in chains if (c.data.tags["condition"], c.data.tags["seed"]) == (row["condition"], row["seed"]))
     record = campaign_records(store, chain.data.tags["chain_id"])[int(row["campaign"])]
     config = logged_config(chain.data.params)
-    _, eval_tasks = split_tasks(config)
-    scores = []
+    tasks = report_split(config)
     with Grader(workers=2) as grader:
-        for step in (int(row["peak_step"]), int(row["end_step"])):
-            policy = load_policy(f"models:/{record.checkpoints[step]}")
-            scores.append([evaluate(policy, eval_tasks, grader, seed=AUDIT_SEED + 7919 * r, samples=config.eval_samples,
-                                    temperature=config.temperature, top_p=config.top_p,
-                                    max_new_tokens=config.max_new_tokens).pass_at_1 for r in range(repeats)])
-    return float(np.sqrt((np.var(scores[0], ddof=1) + np.var(scores[1], ddof=1)) / 2))
+        policy = load_policy(f"models:/{record.checkpoints[int(row['peak_step'])]}")
+        scores = [evaluate(policy, tasks, grader, seed=AUDIT_SEED + 7919 * r, samples=config.report_samples,
+                           temperature=config.temperature, top_p=config.top_p,
+                           max_new_tokens=config.max_new_tokens).pass_at_1 for r in range(repeats)]
+    return float(np.std(scores, ddof=1))
 
 
 def test_sweep_report_promote_on_sqlite(tmp_path, cli_store, tiny_base):

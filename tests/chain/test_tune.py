@@ -48,7 +48,8 @@ def test_study_resumes_and_its_best_params_feed_main(tmp_path, cli_store, tiny_b
     assert written == best and written["condition"] == "es"
     result = cli("main", "--params_file", str(tmp_path / "best.json"),
                  *as_options({"model": tiny_base, "campaigns": 1, "steps": 1, "eval_tasks": 4,
-                              "batch_size": 2, "group_size": 2, "max_new_tokens": 32}))
+                              "batch_size": 2, "group_size": 2, "max_new_tokens": 32, "report_tasks": 4,
+                              "report_samples": 1}))
     assert result.returncode == 0, result.stderr
     chain = cli_store.find_runs("tags.`selfregress.kind` = 'chain' and tags.condition = 'es' "
                                 "and tags.seed = '0'")[0]
