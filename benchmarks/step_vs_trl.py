@@ -47,6 +47,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import os
 import statistics
 import sys
 import tempfile
@@ -170,16 +171,16 @@ def run_ours(model_dir: str, tasks, score: Score, args) -> dict:
         for k in range(args.warmup + args.steps):
             batch = tasks[k * args.prompts:(k + 1) * args.prompts]
             times, forwards = StepTimes(), {}
-            started = time.perf_counter()
+            started, cpu_started = time.perf_counter(), time.process_time()
             metrics = train_step(policy, ref_model, optimizer, update, batch, grader,
                                  group_size=args.samples, temperature=1.0, top_p=1.0,
                                  max_new_tokens=args.max_new_tokens, seed=step_seed(args.seed, 0, k, 0),
                                  times=times)
-            total = time.perf_counter() - started
+            total, cpu = time.perf_counter() - started, time.process_time() - cpu_started
             rewards.append(metrics[K.TRAIN_REWARD_MEAN])
             lengths.append(metrics[K.TRAIN_RESPONSE_LENGTH])
             if k >= args.warmup:
-                steps.append({"total": total, "generation": times.sampling, "grading": times.grading,
+                steps.append({"total": total, "cpu": cpu, "generation": times.sampling, "grading": times.grading,
                               "update": times.update, **forwards,
                               "backward+optimizer+other": times.update - sum(forwards.values())})
     finally:
@@ -224,10 +225,11 @@ def run_trl(model_dir: str, tasks, score: Score, args) -> dict:
 
     class StepTimer(TrainerCallback):
         def on_step_begin(self, a, state, control, **kwargs):
-            steps.append({"started": time.perf_counter()})
+            steps.append({"started": time.perf_counter(), "cpu_started": time.process_time()})
 
         def on_step_end(self, a, state, control, **kwargs):
             steps[-1]["total"] = time.perf_counter() - steps[-1].pop("started")
+            steps[-1]["cpu"] = time.process_time() - steps[-1].pop("cpu_started")
 
     # GRPOConfig turns activation checkpointing on by default; ours recomputes nothing.
     # transformers 5 renamed gradient_checkpointing (now a deprecated alias) to activation_checkpointing.
@@ -347,6 +349,7 @@ def main(argv=None, score: Score | None = None) -> dict:
                   flush=True)
 
     ratios = [theirs["times"]["total"] / ours["times"]["total"] for ours, theirs in runs]
+    cpu_ratio = statistics.median(theirs["times"]["cpu"] / ours["times"]["cpu"] for ours, theirs in runs)
     ratio = statistics.median(ratios)
     ours, theirs = runs[ratios.index(sorted(ratios)[(len(ratios) - 1) // 2])]   # the median repetition
     o, t = ours["times"], theirs["times"]
@@ -369,10 +372,12 @@ def main(argv=None, score: Score | None = None) -> dict:
     print(f"{'param delta (L2)':28s}{ours['delta']:10.3g}{theirs['delta']:10.3g}")
     print(f"ratio TRL/ours: median {ratio:.2f}x over {len(ratios)} repetition(s) "
           f"({', '.join(f'{r:.2f}' for r in ratios)}; target >= 2.0x: {'met' if ratio >= 2.0 else 'NOT met'})")
+    print(f"ratio TRL/ours in this process's CPU time per step (the grader's processes left out, "
+          f"less sensitive to other load): median {cpu_ratio:.2f}x; load average {os.getloadavg()[0]:.1f}")
     for name, side in (("ours", ours), ("TRL", theirs)):
         if not side["delta"] > 0:
             print(f"WARNING: {name} did not change the model (every advantage was 0?)")
-    return {"ours": ours, "trl": theirs, "ratio": ratio, "ratios": ratios}
+    return {"ours": ours, "trl": theirs, "ratio": ratio, "ratios": ratios, "cpu_ratio": cpu_ratio}
 
 
 if __name__ == "__main__":
