@@ -134,7 +134,6 @@ def positions_from_mask(mask: Tensor) -> Tensor:
     return (mask.cumsum(-1) - 1).clamp(min=0)
 
 
-# ---- one token -------------------------------------------------------------------------------
 # ---- many tokens -----------------------------------------------------------------------------
 def sample(policy: "Policy", prompts: list[str], *, n: int = 1, temperature: float = 1.0,
            top_p: float = 1.0, max_new_tokens: int = 128, min_new_tokens: int = 0,
@@ -147,10 +146,7 @@ def sample(policy: "Policy", prompts: list[str], *, n: int = 1, temperature: flo
     ``seed`` (or a caller's ``generator`` on ``policy.device``) on a given device; with
     neither, torch's global RNG is used. The model is run in eval mode (no dropout).
 
-    ``on_finished(rows, texts)``, if given, is called from the decode loop as rows end (and
-    once at the end for rows cut at ``max_new_tokens``) with their output row indices and the
-    same decoded texts ``Samples.texts`` will hold: a caller can grade them while the rest
-    of the batch is still being sampled. Every row is reported exactly once.
+    ``on_finished(rows, texts)`` gets each output row and its ``Samples.texts`` text once, as it ends.
     """
     if not prompts:
         raise ValueError("sample() needs at least one prompt")
@@ -173,10 +169,8 @@ def sample(policy: "Policy", prompts: list[str], *, n: int = 1, temperature: flo
                          f"model's {limit} positions: shorten the prompt or lower max_new_tokens")
     stops = torch.tensor(stop_token_ids(model, tokenizer), device=device)
     pad = pad_token_id(tokenizer)
-    report = None
-    if on_finished is not None:
-        def report(rows: list[int], completion_ids: Tensor, lengths: Tensor) -> None:
-            on_finished(rows, _texts(tokenizer, completion_ids[rows], lengths[rows], stops))
+    report = None if on_finished is None else (  # (rows, completion ids, lengths) -> on_finished
+        lambda rows, ids, lengths: on_finished(rows, _texts(tokenizer, ids[rows], lengths[rows], stops)))
 
     was_training = model.training
     model.eval()
@@ -207,18 +201,15 @@ def _texts(tokenizer, completion_ids: Tensor, lengths: Tensor, stops: Tensor) ->
     """(b, T) ids and (b,) lengths -> the b decoded completions, without the final EOS."""
     ended = torch.isin(completion_ids.gather(1, (lengths - 1).clamp(min=0)[:, None])[:, 0], stops)
     text_lengths = (lengths - ended.long()).tolist()                           # drop the EOS
-    rows = completion_ids.tolist()
-    return tokenizer.batch_decode([row[:k] for row, k in zip(rows, text_lengths)],
+    return tokenizer.batch_decode([row[:k] for row, k in zip(completion_ids.tolist(), text_lengths)],
                                   skip_special_tokens=True, clean_up_tokenization_spaces=False)
 
 
 def _decode(model, prompt_ids: Tensor, prompt_mask: Tensor, *, n: int, temperature: float,
             top_p: float, max_new_tokens: int, min_new_tokens: int, stops: Tensor, pad: int,
             generator: torch.Generator | None, report=None) -> tuple[Tensor, Tensor, Tensor]:
-    """The decode loop -> completion ids (B, T), log-probs (B, T), lengths (B,), T <= max_new_tokens.
-
-    ``report(rows, completion_ids, lengths)`` gets each step's newly finished output rows.
-    """
+    """The decode loop -> completion ids (B, T), log-probs (B, T), lengths (B,), T <= max_new_tokens;
+    ``report(rows, completion_ids, lengths)`` gets each step's newly finished output rows."""
     device = prompt_ids.device
     n_prompts, width = prompt_ids.shape
     total = n_prompts * n
@@ -269,11 +260,10 @@ def _decode(model, prompt_ids: Tensor, prompt_mask: Tensor, *, n: int, temperatu
             cache.batch_select_indices(keep)
             rows, tokens, finished = rows[keep], tokens[keep], finished[keep]
             next_position, attention = next_position[keep], attention[keep]
-        if direct is not None:
-            logits = direct(tokens[:, None], attention[:, :width + t + 1], next_position[:, None], cache)
-        else:
-            logits = model(input_ids=tokens[:, None], attention_mask=attention[:, :width + t + 1],
-                           position_ids=next_position[:, None], **cache_kwargs).logits[:, -1]  # (b, V)
+        logits = (direct(tokens[:, None], attention[:, :width + t + 1], next_position[:, None], cache)
+                  if direct is not None else  # (b, V)
+                  model(input_ids=tokens[:, None], attention_mask=attention[:, :width + t + 1],
+                        position_ids=next_position[:, None], **cache_kwargs).logits[:, -1])
         next_position = next_position + 1
     return completion_ids[:, :steps], logprobs[:, :steps], lengths.clamp(max=steps)
 
