@@ -29,9 +29,13 @@ def test_both_sides_step_and_change_the_model(tmp_path, capsys):
         return [float(i % 2) for i in range(len(pairs))]
 
     result = bench.main(["--model", str(model), "--steps", "1", "--warmup", "0", "--prompts", "2",
-                         "--samples", "2", "--max-new-tokens", "8"], score=alternating)
+                         "--samples", "2", "--max-new-tokens", "8", "--repeats", "2"], score=alternating)
     out = capsys.readouterr().out
-    assert "ratio TRL/ours" in out
+    # interleaved: each repetition ran both sides, and the ratio is the median of the two
+    assert out.index("repetition 1: ours") < out.index("repetition 2: ours")
+    assert len(result["ratios"]) == 2
+    assert result["ratio"] == sum(result["ratios"]) / 2
+    assert "ratio TRL/ours: median" in out
     assert result["ours"]["delta"] > 0
     assert result["trl"]["delta"] > 0
     assert result["ours"]["reward"] == result["trl"]["reward"] == 0.5

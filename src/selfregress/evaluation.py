@@ -7,6 +7,8 @@ temperature: it is exactly the quantity the RL objective moves, and the paper's 
 from __future__ import annotations
 
 import math
+import queue
+import threading
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -59,18 +61,85 @@ class EvalResult:
 
 def evaluate(policy, tasks: Sequence, grader, *, samples: int, temperature: float,
              max_new_tokens: int, seed: int, top_p: float = 1.0, chunk: int = 256) -> EvalResult:
-    """pass@1 of ``policy`` on ``tasks``: ``samples`` completions per task, graded by ``grader``."""
-    from selfregress.policy import build_prompt, extract_program
+    """pass@1 of ``policy`` on ``tasks``: ``samples`` completions per task, graded by ``grader``.
+
+    Grading overlaps sampling: ``sample`` reports each completion as its row ends, and a
+    thread grades everything reported so far in one ``grade_many`` while the decode loop
+    goes on (the grader's workers are other processes, so on two cores the grading costs
+    the sampler nothing). The samples, and so the verdicts, are those of sampling first and
+    grading after: only the order in which programs reach the grader differs.
+    """
+    from selfregress.policy import build_prompt
     from selfregress.sampling import sample
 
     prompts = [build_prompt(policy.tokenizer, t.prompt, t.starter_code) for t in tasks]
     per_chunk = max(1, chunk // samples)
-    programs: list[str] = []
-    for i in range(0, len(prompts), per_chunk):
-        batch = sample(policy, prompts[i:i + per_chunk], n=samples, temperature=temperature,
-                       top_p=top_p, max_new_tokens=max_new_tokens, seed=seed + i)
-        programs.extend(extract_program(text) for text in batch.texts)
-    pairs = [(program, tasks[j // samples]) for j, program in enumerate(programs)]
-    passed = np.array([v.passed for v in grader.grade_many(pairs)], dtype=bool)
+    with _OverlappedGrading(grader, tasks, samples) as grading:
+        for i in range(0, len(prompts), per_chunk):
+            offset = i * samples                                   # first output row of the chunk
+            sample(policy, prompts[i:i + per_chunk], n=samples, temperature=temperature,
+                   top_p=top_p, max_new_tokens=max_new_tokens, seed=seed + i,
+                   on_finished=lambda rows, texts, offset=offset: grading.add(
+                       [offset + r for r in rows], texts))
+    passed = np.array(grading.passed, dtype=bool)
     successes = passed.reshape(len(tasks), samples).sum(axis=1)
-    return EvalResult(successes=successes, samples=samples, programs=programs, passed=passed)
+    return EvalResult(successes=successes, samples=samples, programs=grading.programs, passed=passed)
+
+
+class _OverlappedGrading:
+    """Grades (row, text) pairs on a background thread, batching whatever has arrived.
+
+    Row j answers ``tasks[j // samples]``. ``add`` only queues; the thread takes everything
+    queued, extracts the programs and grades them in one ``grade_many``, then looks again.
+    Leaving the ``with`` block waits for the last verdict and re-raises a grading error.
+    """
+
+    def __init__(self, grader, tasks: Sequence, samples: int):
+        self.grader, self.tasks, self.samples = grader, tasks, samples
+        total = len(tasks) * samples
+        self.programs: list[str] = [""] * total
+        self.passed: list[bool] = [False] * total
+        self.graded = 0
+        self.queue: "queue.SimpleQueue[tuple[list[int], list[str]] | None]" = queue.SimpleQueue()
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="evaluation-grading", daemon=True)
+
+    def __enter__(self) -> "_OverlappedGrading":
+        self.thread.start()
+        return self
+
+    def add(self, rows: list[int], texts: list[str]) -> None:
+        self.queue.put((rows, texts))
+
+    def __exit__(self, *exc_info) -> None:
+        self.queue.put(None)
+        self.thread.join()
+        if exc_info[0] is None:
+            if self.error is not None:
+                raise self.error
+            if self.graded != len(self.passed):
+                raise RuntimeError(f"evaluation graded {self.graded} of {len(self.passed)} completions")
+
+    def _run(self) -> None:
+        from selfregress.policy import extract_program
+
+        done = False
+        while not done:
+            batch = [self.queue.get()]                               # wait for the first
+            while not self.queue.empty():
+                batch.append(self.queue.get())
+            done = batch[-1] is None
+            rows = [r for item in batch if item is not None for r in item[0]]
+            texts = [x for item in batch if item is not None for x in item[1]]
+            if not rows or self.error is not None:
+                continue
+            try:
+                programs = [extract_program(text) for text in texts]
+                verdicts = self.grader.grade_many(
+                    [(p, self.tasks[r // self.samples]) for p, r in zip(programs, rows)])
+            except BaseException as error:                          # raised by __exit__
+                self.error = error
+                continue
+            for r, program, verdict in zip(rows, programs, verdicts):
+                self.programs[r], self.passed[r] = program, verdict.passed
+            self.graded += len(rows)

@@ -86,3 +86,42 @@ def _make_preallocated_layer(base: type, capacity: int):
                                           self.value_buffer[:, :, :self.length])
 
     return PreallocatedLayer()
+
+
+# ---- one decode step without the model-level wrappers ------------------------------------------
+# Model classes whose ``forward`` is exactly: embed -> rotary -> decoder layers (one causal mask)
+# -> final norm -> lm_head; read from transformers 5.x modeling_qwen2.py.
+_DIRECT_CLASSES = ("Qwen2ForCausalLM",)
+
+
+def direct_decode_step(model):
+    """A function (tokens (b, 1), attention (b, L), positions (b, 1), cache) -> logits (b, V),
+    bit-identical to ``model(...)`` on one new token, or None where that is not guaranteed.
+
+    At a hidden size of 128 the model-level wrappers of ``forward`` (output capturing, config
+    defaults, kwarg deprecation and above all ``create_causal_mask``) cost about as much as the
+    decoder layers themselves. This calls the same submodules with the same arguments, and
+    builds the mask as ``create_causal_mask`` does for SDPA and one query token: None when no
+    position is padded (SDPA's own path for that case), else the padding mask as a
+    (b, 1, 1, L) bool (a single query attends every cached position, so the causal part is
+    all True). Only for the classes checked by ``tests/policy/test_sampling.py`` with SDPA
+    and full attention in every layer; anything else (LoRA wrappers, sliding windows, eager
+    attention) returns None and keeps ``model(...)``.
+    """
+    config = model.config
+    if (type(model).__name__ not in _DIRECT_CLASSES or config._attn_implementation != "sdpa"
+            or any(kind != "full_attention" for kind in getattr(config, "layer_types", ["?"]))):
+        return None
+    inner, argument = model.model, _cache_argument(model)
+    layers = inner.layers[:config.num_hidden_layers]
+
+    def step(tokens, attention, positions, cache):
+        mask = None if bool(attention.all()) else attention[:, None, None, :].bool()
+        hidden = inner.embed_tokens(tokens)                                     # (b, 1, H)
+        position_embeddings = inner.rotary_emb(hidden, positions)
+        for layer in layers:
+            hidden = layer(hidden, attention_mask=mask, position_embeddings=position_embeddings,
+                           position_ids=positions, use_cache=True, **{argument: cache})
+        return model.lm_head(inner.norm(hidden))[:, -1]                          # (b, V)
+
+    return step

@@ -22,12 +22,12 @@ T completion tokens (right-padded), V vocabulary.
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 import torch
 from torch import Tensor
 
-from selfregress.kv_cache import _accepts, _cache_argument, _new_cache
+from selfregress.kv_cache import _accepts, _cache_argument, _new_cache, direct_decode_step
 from selfregress.token_draw import sample_tokens
 
 if TYPE_CHECKING:
@@ -134,17 +134,19 @@ def positions_from_mask(mask: Tensor) -> Tensor:
     return (mask.cumsum(-1) - 1).clamp(min=0)
 
 
-# ---- one token -------------------------------------------------------------------------------
 # ---- many tokens -----------------------------------------------------------------------------
 def sample(policy: "Policy", prompts: list[str], *, n: int = 1, temperature: float = 1.0,
            top_p: float = 1.0, max_new_tokens: int = 128, min_new_tokens: int = 0,
-           seed: int | None = None, generator: torch.Generator | None = None) -> Samples:
+           seed: int | None = None, generator: torch.Generator | None = None,
+           on_finished: Callable[[list[int], list[str]], None] | None = None) -> Samples:
     """``n`` completions of each prompt, rows grouped by prompt (row i answers prompt i // n).
 
     Stops a row at EOS (``stop_token_ids``) or after ``max_new_tokens``; EOS is suppressed
     for the first ``min_new_tokens``. ``temperature`` 0 is greedy. Deterministic for a
     ``seed`` (or a caller's ``generator`` on ``policy.device``) on a given device; with
     neither, torch's global RNG is used. The model is run in eval mode (no dropout).
+
+    ``on_finished(rows, texts)`` gets each output row and its ``Samples.texts`` text once, as it ends.
     """
     if not prompts:
         raise ValueError("sample() needs at least one prompt")
@@ -167,6 +169,8 @@ def sample(policy: "Policy", prompts: list[str], *, n: int = 1, temperature: flo
                          f"model's {limit} positions: shorten the prompt or lower max_new_tokens")
     stops = torch.tensor(stop_token_ids(model, tokenizer), device=device)
     pad = pad_token_id(tokenizer)
+    report = None if on_finished is None else (  # (rows, completion ids, lengths) -> on_finished
+        lambda rows, ids, lengths: on_finished(rows, _texts(tokenizer, ids[rows], lengths[rows], stops)))
 
     was_training = model.training
     model.eval()
@@ -177,18 +181,14 @@ def sample(policy: "Policy", prompts: list[str], *, n: int = 1, temperature: flo
             decoded = _decode(model, prompt_ids, prompt_mask, n=n, temperature=temperature,
                               top_p=top_p, max_new_tokens=max_new_tokens,
                               min_new_tokens=min_new_tokens, stops=stops, pad=pad,
-                              generator=generator)
+                              generator=generator, report=report)
     finally:
         model.train(was_training)
     completion_ids, logprobs, lengths = (t.clone() for t in decoded)
 
     steps = torch.arange(completion_ids.shape[1], device=device)
     completion_mask = (steps[None, :] < lengths[:, None]).long()                # (B, T)
-    ended = torch.isin(completion_ids.gather(1, (lengths - 1).clamp(min=0)[:, None])[:, 0], stops)
-    text_lengths = (lengths - ended.long()).tolist()                           # drop the EOS
-    rows = completion_ids.tolist()
-    texts = tokenizer.batch_decode([row[:k] for row, k in zip(rows, text_lengths)],
-                                   skip_special_tokens=True, clean_up_tokenization_spaces=False)
+    texts = _texts(tokenizer, completion_ids, lengths, stops)
     return Samples(
         prompt_ids=prompt_ids.repeat_interleave(n, dim=0),
         prompt_mask=prompt_mask.repeat_interleave(n, dim=0),
@@ -197,10 +197,19 @@ def sample(policy: "Policy", prompts: list[str], *, n: int = 1, temperature: flo
         prompt_index=torch.arange(n_prompts, device=device).repeat_interleave(n))
 
 
+def _texts(tokenizer, completion_ids: Tensor, lengths: Tensor, stops: Tensor) -> list[str]:
+    """(b, T) ids and (b,) lengths -> the b decoded completions, without the final EOS."""
+    ended = torch.isin(completion_ids.gather(1, (lengths - 1).clamp(min=0)[:, None])[:, 0], stops)
+    text_lengths = (lengths - ended.long()).tolist()                           # drop the EOS
+    return tokenizer.batch_decode([row[:k] for row, k in zip(completion_ids.tolist(), text_lengths)],
+                                  skip_special_tokens=True, clean_up_tokenization_spaces=False)
+
+
 def _decode(model, prompt_ids: Tensor, prompt_mask: Tensor, *, n: int, temperature: float,
             top_p: float, max_new_tokens: int, min_new_tokens: int, stops: Tensor, pad: int,
-            generator: torch.Generator | None) -> tuple[Tensor, Tensor, Tensor]:
-    """The decode loop -> completion ids (B, T), log-probs (B, T), lengths (B,), T <= max_new_tokens."""
+            generator: torch.Generator | None, report=None) -> tuple[Tensor, Tensor, Tensor]:
+    """The decode loop -> completion ids (B, T), log-probs (B, T), lengths (B,), T <= max_new_tokens;
+    ``report(rows, completion_ids, lengths)`` gets each step's newly finished output rows."""
     device = prompt_ids.device
     n_prompts, width = prompt_ids.shape
     total = n_prompts * n
@@ -224,6 +233,7 @@ def _decode(model, prompt_ids: Tensor, prompt_mask: Tensor, *, n: int, temperatu
     rows = torch.arange(total, device=device)          # output row of each batch row
     finished = torch.zeros(total, dtype=torch.bool, device=device)   # per batch row
     steps = max_new_tokens
+    direct = direct_decode_step(model)                 # None: every step goes through model(...)
     for t in range(max_new_tokens):
         uniforms = torch.rand(total, generator=generator, device=device)[rows]  # (b,)
         tokens, token_logprobs = sample_tokens(
@@ -236,19 +246,24 @@ def _decode(model, prompt_ids: Tensor, prompt_mask: Tensor, *, n: int, temperatu
         lengths[rows[newly_finished]] = t + 1
         finished |= newly_finished
         n_finished = int(finished.sum())
+        if report is not None and bool(newly_finished.any()):
+            report(rows[newly_finished].tolist(), completion_ids, lengths)
         if n_finished == len(rows):
             steps = t + 1
             break
         if t == max_new_tokens - 1:
+            if report is not None and n_finished < len(rows):
+                report(rows[~finished].tolist(), completion_ids, lengths)
             break
         if n_finished >= max(1, COMPACT_FRACTION * len(rows)):
             keep = (~finished).nonzero()[:, 0]                                  # (b',)
             cache.batch_select_indices(keep)
             rows, tokens, finished = rows[keep], tokens[keep], finished[keep]
             next_position, attention = next_position[keep], attention[keep]
-        out = model(input_ids=tokens[:, None], attention_mask=attention[:, :width + t + 1],
-                    position_ids=next_position[:, None], **cache_kwargs)
-        logits = out.logits[:, -1]                                              # (b, V)
+        logits = (direct(tokens[:, None], attention[:, :width + t + 1], next_position[:, None], cache)
+                  if direct is not None else  # (b, V)
+                  model(input_ids=tokens[:, None], attention_mask=attention[:, :width + t + 1],
+                        position_ids=next_position[:, None], **cache_kwargs).logits[:, -1])
         next_position = next_position + 1
     return completion_ids[:, :steps], logprobs[:, :steps], lengths.clamp(max=steps)
 

@@ -143,6 +143,32 @@ def test_dropping_finished_rows_does_not_change_the_samples(eos_heavy, prompts, 
     assert_same_samples(baseline, sample(eos_heavy, prompts, n=8, max_new_tokens=40, seed=1))
 
 
+def test_direct_decode_steps_are_bit_identical_to_model_forward(eos_heavy, prompts, monkeypatch, model_dirs):
+    from transformers import AutoModelForCausalLM
+
+    from selfregress.kv_cache import direct_decode_step
+
+    assert direct_decode_step(eos_heavy.model) is not None     # the tiny Qwen2 takes the direct path
+    assert direct_decode_step(AutoModelForCausalLM.from_pretrained(model_dirs["llama"])) is None
+    # padded prompts (a mask) and one prompt n times (no padding: SDPA without a mask)
+    direct = [sample(eos_heavy, prompts, n=4, max_new_tokens=30, seed=2),
+              sample(eos_heavy, prompts[:1], n=3, max_new_tokens=30, seed=2)]
+    monkeypatch.setattr(sampling, "direct_decode_step", lambda model: None)
+    assert_same_samples(direct[0], sample(eos_heavy, prompts, n=4, max_new_tokens=30, seed=2), atol=0)
+    assert_same_samples(direct[1], sample(eos_heavy, prompts[:1], n=3, max_new_tokens=30, seed=2), atol=0)
+
+
+def test_on_finished_reports_every_row_once_with_its_final_text(eos_heavy, prompts):
+    calls: list[tuple[list[int], list[str]]] = []
+    out = sample(eos_heavy, prompts, n=4, max_new_tokens=12, seed=5,
+                 on_finished=lambda rows, texts: calls.append((rows, texts)))
+    reported = [r for rows, _ in calls for r in rows]
+    assert sorted(reported) == list(range(12))
+    assert len(calls) > 1                                       # rows were reported as they ended
+    assert {r: t for rows, texts in calls for r, t in zip(rows, texts)} == dict(enumerate(out.texts))
+    assert int(out.completion_mask.sum(1).max()) == 12          # some rows were cut at the limit
+
+
 def test_top_p_near_zero_is_greedy(qwen, prompts):
     greedy = sample(qwen, prompts, max_new_tokens=8, temperature=0.0)
     nucleus = sample(qwen, prompts, max_new_tokens=8, top_p=1e-6, seed=0)
