@@ -24,7 +24,9 @@ SFT_BASE_PASS_AT_1 = "sft/base_pass_at_1"
 CHAIN_END = "chain/end_pass_at_1"
 CHAIN_PEAK = "chain/peak_pass_at_1"
 CHAIN_GAP = "chain/mean_peak_to_end_gap"
-CHAIN_CAMPAIGN = "chain/campaign"          # chain runs: the campaign index at each global step (its boundaries)
+# chain runs: the campaign index at each global step, a staircase that marks where each campaign
+# begins. Unprefixed on purpose: the UI puts it beside `pass_at_1` (its sections: prefixes A-Z, then the rest).
+CHAIN_CAMPAIGN = "campaign_index"
 
 # ---- tags: what a run is, and where it belongs ----------------------------------------------------
 KIND = "selfregress.kind"                   # bootstrap | evaluate | chain | campaign | sweep | report | ...

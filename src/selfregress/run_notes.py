@@ -2,7 +2,7 @@
 
 Each chain and campaign run carries a one-paragraph description (``mlflow.note.content``, the
 UI's *Description*), written in words from what the run is and, once it ends, what it found.
-A chain's ``chain/campaign`` series (the campaign index at every global step) draws a
+A chain's ``campaign_index`` series (the campaign index at every global step) draws a
 staircase beside the ``pass_at_1`` curve, so that the restarts are readable on the chart.
 Torch-free: plain strings and numbers.
 """
@@ -31,7 +31,7 @@ def chain_note(config: ChainConfig, chain_id: str, model: str, summary: dict[str
             f"from {model}, seed {config.seed}, chain_id {chain_id}. Every step trains on "
             f"{config.batch_size} prompts x {config.group_size} samples at lr {config.lr:g}, then "
             f"evaluates held-out pass@1 on {config.eval_tasks} tasks x {config.eval_samples} samples. "
-            f"The `pass_at_1` chart is the whole chain at the global step; `chain/campaign` steps up "
+            f"The `pass_at_1` chart is the whole chain at the global step; `campaign_index` beside it steps up "
             f"where each campaign begins (its start checkpoint is re-evaluated). Each campaign is a "
             f"nested run.")
     if summary:
@@ -57,7 +57,7 @@ def campaign_note(config: ChainConfig, record: CampaignRecord, lr: float, budget
 
 
 def campaign_steps(records: list[CampaignRecord]) -> dict[int, float]:
-    """The campaign index at every global step of the chain curve (the ``chain/campaign`` series).
+    """The campaign index at every global step of the chain curve (the ``campaign_index`` series).
 
     Same layout as ``records.chain_curve``: campaign c holds len(pass_at_1_c) global steps from
     offset_c = sum of the earlier campaigns' lengths, so the series steps up by one where a

@@ -121,8 +121,9 @@ class Store:
         return f"{base}/#/experiments/{self.experiment_id}/runs?workflowType=machine_learning"
 
     def run_link(self, run_id: str, base: str = "http://127.0.0.1:5000") -> str:
-        """One run's page in the UI."""
-        return self.ui_link(base).split("/runs?")[0] + f"/runs/{run_id}"
+        """One run's page in the UI, in model-training mode (3.17 opens a run link without it as GenAI)."""
+        experiment, query = self.ui_link(base).split("/runs?")
+        return f"{experiment}/runs/{run_id}?{query}"
 
     @contextlib.contextmanager
     def run(self, name: str, kind: str, *, tags: Mapping[str, str] | None = None,

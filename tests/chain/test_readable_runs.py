@@ -35,7 +35,7 @@ def test_a_chain_reads_in_words_and_shows_its_campaign_boundaries(mlflow_store, 
     assert note.startswith("A chain of 2 campaigns of up to 3 policy-gradient steps (condition **es**")
     assert f"It ended at pass@1 {chain.data.metrics[K.CHAIN_END]:.3f}" in note
 
-    # chain/campaign: 0 over campaign 0's points, then 1 from the global step where campaign 1 starts
+    # campaign_index: 0 over campaign 0's points, then 1 from the global step where campaign 1 starts
     records = campaign_records(mlflow_store, chain_id)
     first = len(records[0].pass_at_1)
     boundaries = mlflow_store.metric_history(chain.info.run_id, K.CHAIN_CAMPAIGN)
@@ -70,7 +70,8 @@ def test_a_refused_entry_point_run_records_its_error(cli_store):
 def test_mlflow_run_tune_with_a_bad_search_fails_its_run_in_one_line(cli_store, tmp_path):
     """The real `mlflow run . -e tune`: a search over an unknown parameter is refused in one line,
     and the run `mlflow run` made ends FAILED, named and carrying the error; nothing is left RUNNING."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)])}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)]),
+           "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]])}  # its `python`
     result = subprocess.run([sys.executable, "-m", "mlflow", "run", str(ROOT), "--env-manager", "local",
                              "-e", "tune", "-P", "search=bogus=1:2", "-P", "chain_params=batch_size=4"],
                             capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
