@@ -52,6 +52,9 @@ def test_bootstrap_logs_registers_and_loads(mlflow_store, grader_pool):
     assert run.info.status == "FINISHED"
     assert sorted(mlflow_store.metric_history(run.info.run_id, "sft/loss")) == list(range(1, 11))
     assert list(mlflow_store.metric_history(run.info.run_id, "sft/pass_at_1")) == [10]
+    # the kept model's pass@1 has its own key: never a lone point on the chains' pass_at_1 chart
+    assert list(mlflow_store.metric_history(run.info.run_id, "sft/base_pass_at_1")) == [10]
+    assert "pass_at_1" not in run.data.metrics
     assert mlflow_store.model_id(uri) in mlflow_store.checkpoints(run.info.run_id).values()
     policy = load_policy(uri)
     out = sample(policy, [build_prompt(policy.tokenizer, "Print 1.")], n=2, max_new_tokens=8, seed=0)

@@ -35,7 +35,8 @@ def _distinct_value(param, entry=""):
                "tasks": "jsonl:tasks.jsonl", "split": "test", "top_p": "0.9", "temperature": "0.7",
                "lr": "0.0007", "hidden_size": "96", "heads": "6", "kv_heads": "3",
                "controller": "care", "seeds": "7,8", "storage": "sqlite:///o7.db", "out": "b7.json",
-               "condition": "kl", "conditions": "kl,es", "baseline": "mean", "checkpoints": "peaks", "resume": "abc123"}
+               "condition": "kl", "conditions": "kl,es",
+               "search": "lr=1e-4:1e-3:log,es_slack=0:7", "chain_params": "batch_size=7,group_size=2", "baseline": "mean", "checkpoints": "peaks", "resume": "abc123"}
     if param.name in special:
         return special[param.name]
     return {"int": "7", "float": "0.25"}.get(param.type, "x7")
@@ -46,10 +47,13 @@ def test_every_parameter_reaches_the_config(name, tmp_path):
     entry = PROJECT.get_entry_point(name)
     values = {p: _distinct_value(spec, name) for p, spec in entry.parameters.items()}
     if name == "tune":
-        values["condition"] = "care"   # must use the tuned controller
+        values["condition"] = "care"
+        (tmp_path / "fixed.json").write_text('{"eval_samples": 3}')   # tune reads its params file at once
+        values["params_file"] = str(tmp_path / "fixed.json")
     argv = shlex.split(entry.compute_command(values, str(tmp_path)))
     assert argv[:3] == ["python", "-m", "selfregress"]
-    values.pop("params_file", None)  # a file path: it reaches the parser, checked below
+    if name == "main":
+        values.pop("params_file", None)  # a file path: it reaches the parser, checked below
     args = build_parser().parse_args(argv[3:])
     config = from_args(COMMANDS[argv[3]][1], args)
     for param, raw in values.items():

@@ -168,7 +168,7 @@ def bootstrap(config: BootstrapConfig, store, grader, log=print, attach_run_id: 
             policy.save(folder)
             model_id = run.log_checkpoint(folder, name="selfregress-base", step=steps,
                                           tags={"pass_at_1": f"{pass_at_1:.4f}", "seed": config.seed})
-        run.log_metrics({K.PASS_AT_1: pass_at_1}, step=steps, model_id=model_id)
+        run.log_metrics({K.SFT_BASE_PASS_AT_1: pass_at_1}, step=steps, model_id=model_id)
         if not config.register:
             return f"models:/{model_id}"
         version = store.register(model_id, BASE_MODEL_NAME, BASE_ALIAS,

@@ -23,6 +23,7 @@ from selfregress.controllers import ES, CampaignRecord
 from selfregress.distributed import SINGLE, Dist
 from selfregress.policy import build_prompt, load_policy
 from selfregress.records import read_campaign
+from selfregress.run_notes import campaign_note  # tune: run descriptions
 from selfregress.sampling import sample
 from selfregress.step import StepTimes, evaluate_step, frozen_copy, step_seed, train_step
 from selfregress.updates import make_update
@@ -67,6 +68,8 @@ def run_campaign(config: ChainConfig, store, grader, chain_run, chain_id: str, i
         record = read_campaign(store, store.get_run(run.run_id))
         decision = controller_for(config).decide(records + [record], config.steps)
         decision.to_run(run, record.last_step, {f"{K.TIME_PREFIX}{k}": v for k, v in vars(times).items()})
+        run.set_tags({K.NOTE: campaign_note(config, read_campaign(store, store.get_run(run.run_id)),
+                                            params[K.LR_PARAM], plan.budget)})  # tune: description
         progress.campaign_done(index, record.pass_at_1, decision.decision)
     record = read_campaign(store, store.get_run(run.run_id))
     return report.campaign(record, in_memory={record.last_step: policy}) if report else record

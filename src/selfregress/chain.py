@@ -23,6 +23,7 @@ from selfregress.policy import load_policy
 from selfregress.progress import Progress
 from selfregress.records import campaign_records, chain_curve, chain_summary, split_tasks
 from selfregress.report_eval import ReportEvaluator
+from selfregress.run_notes import campaign_steps, chain_note  # tune: run descriptions
 
 
 def next_plan(records: list[CampaignRecord], config: ChainConfig, base_model: str) -> Plan:
@@ -60,6 +61,7 @@ def sync_chain_curve(store, chain_run, records: list[CampaignRecord]) -> None:
     missing = {step: v for step, v in chain_curve(records).items() if step not in have}
     if missing:
         chain_run.log_series(K.PASS_AT_1, missing)
+        chain_run.log_series(K.CHAIN_CAMPAIGN, {s: v for s, v in campaign_steps(records).items() if s in missing})  # tune: boundaries
 
 
 def supersede_unfinished(store, chain_id: str) -> None:
@@ -97,9 +99,10 @@ def run_chain(config: ChainConfig, store, grader, base_model: str, log=print,
         log(f"resuming chain {chain_id} ({config.condition}, seed {config.seed})")
     else:
         chain_id = uuid.uuid4().hex[:12]
+        model = base_model if config.model == "base" else config.model
         context = store.run(f"{config.condition}-s{config.seed}", "chain",
-                            tags={**chain_tags(config, chain_id, base_model if config.model == "base" else config.model,
-                                               sweep_id), K.PROCESSES: str(dist.world)},
+                            tags={**chain_tags(config, chain_id, model, sweep_id), K.PROCESSES: str(dist.world),
+                                  K.NOTE: chain_note(config, chain_id, model)},  # tune: description
                             params=as_params(config), attach_run_id=attach_run_id, parent=parent)
     with context as chain_run:
         supersede_unfinished(store, chain_id)
@@ -119,7 +122,9 @@ def run_chain(config: ChainConfig, store, grader, base_model: str, log=print,
             sync_chain_curve(store, chain_run, records)
         dist.broadcast(("done", chain_id, None))
         summary = chain_summary(records)
-        chain_run.log_metrics(summary, step=sum(len(r.pass_at_1) for r in records) - 1)
+        chain_run.log_metrics(summary, step=0)   # tune: one value per run: a bar across runs, not a lone dot
+        model = store.get_run(chain_run.run_id).data.tags.get(K.MODEL, config.model)   # tune: description,
+        chain_run.set_tags({K.NOTE: chain_note(config, chain_id, model, summary)})     # with how it ended
     log(f"chain {chain_id} ({config.condition}, seed {config.seed}) done: end pass@1 {summary[K.CHAIN_END]:.3f}, "
         f"peak {summary[K.CHAIN_PEAK]:.3f}; run: {store.run_link(chain_run.run_id)}")
     return chain_id

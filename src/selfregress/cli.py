@@ -240,6 +240,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _record_refusal(command: str, message: str) -> None:
+    """Under `mlflow run`, leave the error on its run (tag, description, FAILED, a readable name);
+    a plain CLI call has no run, and never imports mlflow to refuse."""
+    run_id = _entry_run_id()
+    if not run_id:
+        return
+    try:
+        from selfregress.tracking import record_refusal
+
+        record_refusal(run_id, command, message)
+    except Exception as e:  # the store is unreachable, say: the error above is still the story
+        print(f"warning: could not record the error on run {run_id} ({type(e).__name__}: {e})", file=sys.stderr)
+
+
 def user_errors() -> tuple[type[BaseException], ...]:
     """Exceptions whose message is for the user: printed as one line, exit code 2. The policy's and
     the task sources' errors (PolicyError, TaskError) are UserErrors too."""
@@ -262,6 +276,7 @@ def main(argv: list[str] | None = None) -> int:
         COMMANDS[args.command][0](args)
     except user_errors() as e:
         print(f"error: {e}", file=sys.stderr)
+        _record_refusal(args.command, str(e))
         return 2
     except (KeyboardInterrupt, Terminated):
         print("interrupted: the run was closed as KILLED; everything logged so far is kept",

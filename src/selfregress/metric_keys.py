@@ -17,10 +17,16 @@ TRAIN_DISTINCT_RATIO = "train/distinct_ratio"    # distinct programs / programs 
 
 SFT_LOSS = "sft/loss"                      # bootstrap: cross-entropy on solution tokens
 SFT_PASS_AT_1 = "sft/pass_at_1"            # bootstrap: pass@1 on its own held-out slice
+# bootstrap: the kept model's pass@1, linked to its checkpoint. Not `pass_at_1`: its one point at
+# the SFT step (e.g. 350) would share the experiment's pass_at_1 chart with the chains' steps 0-63.
+SFT_BASE_PASS_AT_1 = "sft/base_pass_at_1"
 
 CHAIN_END = "chain/end_pass_at_1"
 CHAIN_PEAK = "chain/peak_pass_at_1"
 CHAIN_GAP = "chain/mean_peak_to_end_gap"
+# chain runs: the campaign index at each global step, a staircase that marks where each campaign
+# begins. Unprefixed on purpose: the UI puts it beside `pass_at_1` (its sections: prefixes A-Z, then the rest).
+CHAIN_CAMPAIGN = "campaign_index"
 
 # ---- the report split: read by no decision (records.report_split, report_eval) --------------------
 # On each campaign run, at its last step: its start (step 0), its peak (the step of the highest
@@ -52,6 +58,11 @@ RESUMES = "selfregress.resumes"            # resume runs: the chain run they con
 STUDY_NAME = "study_name"                  # tune and trial runs: the Optuna study
 TRIAL = "trial"                            # trial runs: the Optuna trial number
 STORAGE = "storage"                        # tune runs: the Optuna storage URL, password redacted
+SEARCH_SPACE = "search_space"              # tune runs: the dimensions searched, as `search` spells them
+NOTE = "mlflow.note.content"               # chain, campaign, study runs: what the run is, in words (the UI's Description)
+ERROR = "selfregress.error"                # a refused run: the one-line error it was refused with
+EXPERIMENT_KIND = "mlflow.experimentKind"  # experiment tag: the UI opens model training, not GenAI, on it
+MODEL_TRAINING = "custom_model_development"  # its value for every experiment the project writes to
 
 # ---- the controller's record on a campaign run ---------------------------------------------------
 START_MODEL = "controller/start_model"            # tag: the URI the campaign started from

@@ -57,17 +57,10 @@ def connect(experiment: str = DEFAULT_EXPERIMENT, attach_run_id: str | None = No
     try:
         if attach_run_id:
             experiment_id = client.get_run(attach_run_id).info.experiment_id
-            exp = client.get_experiment(experiment_id)
-            if "mlflow.experimentKind" not in exp.tags:  # open on the runs table, not GenAI traces
-                client.set_experiment_tag(experiment_id, "mlflow.experimentKind", "custom_model_development")
-            return Store(client=client, uri=uri, experiment_id=experiment_id)
-        exp = client.get_experiment_by_name(experiment)
-        if exp is None:
-            experiment_id = client.create_experiment(
-                experiment, tags={"mlflow.experimentKind": "custom_model_development"}
-            )
         else:
-            experiment_id = exp.experiment_id
+            exp = client.get_experiment_by_name(experiment)
+            experiment_id = exp.experiment_id if exp else client.create_experiment(experiment)
+        mark_model_training(client, experiment_id)
     except MlflowException as e:
         raise UserError(f"cannot reach the MLflow tracking store at {uri}: {_first_line(e)}. "
                         "Start the server or set MLFLOW_TRACKING_URI to a reachable store.") from None
@@ -75,6 +68,30 @@ def connect(experiment: str = DEFAULT_EXPERIMENT, attach_run_id: str | None = No
         raise UserError(f"cannot reach the MLflow tracking store at {uri}: {_first_line(e)}. "
                         "Start the server or set MLFLOW_TRACKING_URI to a reachable store.") from None
     return Store(client=client, uri=uri, experiment_id=experiment_id)
+
+
+def mark_model_training(client, experiment_id: str) -> None:
+    """Tag the experiment as model training, so that MLflow 3's UI opens it on the runs table and
+    charts, not on GenAI traces and evaluations (an untagged experiment, like the ``Default`` one
+    that `mlflow run` uses, may be inferred as GenAI)."""
+    exp = client.get_experiment(experiment_id)
+    if exp.tags.get(K.EXPERIMENT_KIND) != K.MODEL_TRAINING:
+        client.set_experiment_tag(experiment_id, K.EXPERIMENT_KIND, K.MODEL_TRAINING)
+
+
+def record_refusal(run_id: str, command: str, message: str) -> None:
+    """A run that `mlflow run` created and the CLI refused: the one-line error as a tag and as its
+    description, a readable name (if no entry point named it yet), and the status FAILED."""
+    uri = tracking_uri()
+    client = MlflowClient(uri, registry_uri=uri)
+    run = client.get_run(run_id)
+    mark_model_training(client, run.info.experiment_id)
+    client.set_tag(run_id, K.ERROR, message[:5000])
+    client.set_tag(run_id, K.NOTE, f"**Refused.** `{command}` did not start: {message}")
+    if K.KIND not in run.data.tags:
+        client.set_tag(run_id, K.KIND, f"{command}-refused")
+        client.update_run(run_id, name=f"{command}-refused")
+    client.set_terminated(run_id, status="FAILED")
 
 
 def _tag(key: str, value: object) -> str:
@@ -104,8 +121,9 @@ class Store:
         return f"{base}/#/experiments/{self.experiment_id}/runs?workflowType=machine_learning"
 
     def run_link(self, run_id: str, base: str = "http://127.0.0.1:5000") -> str:
-        """One run's page in the UI."""
-        return self.ui_link(base).split("/runs?")[0] + f"/runs/{run_id}"
+        """One run's page in the UI, in model-training mode (3.17 opens a run link without it as GenAI)."""
+        experiment, query = self.ui_link(base).split("/runs?")
+        return f"{experiment}/runs/{run_id}?{query}"
 
     @contextlib.contextmanager
     def run(self, name: str, kind: str, *, tags: Mapping[str, str] | None = None,

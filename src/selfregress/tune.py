@@ -1,4 +1,4 @@
-"""Optuna over a controller's thresholds (ES or CARE), every trial a nested MLflow run.
+"""Optuna over any of a chain's parameters (by default a controller's thresholds), every trial a nested MLflow run.
 
 Reads: the base model, the Optuna storage (its own sqlite file, never MLflow's: both use
 alembic, and sharing one file breaks both).
@@ -6,6 +6,9 @@ Writes: one study run (``selfregress.kind=tune``) with a nested run per trial (i
 its value, the tag ``trial``), each trial's chains nested under it; at the end the best
 parameters, Optuna's optimisation-history and importance plots, and a params file that
 ``main`` accepts (``-P params_file=...``).
+
+What the chains share and what is searched: ``chain_params`` / ``params_file`` and ``search``
+(``search_space.py``); an empty ``search`` is the controller's own space (ES or CARE thresholds).
 
 The objective is the mean end-of-chain pass@1 over the tuning seeds, on the selection (eval)
 split; trial chains run with ``report_tasks=0``, so the report split is never even evaluated.
@@ -15,6 +18,7 @@ seeds they are then evaluated on would carry the selection's luck into the repor
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sys
 import tempfile
@@ -24,23 +28,21 @@ from pathlib import Path
 from selfregress import metric_keys as K
 from selfregress.config import int_list, option, parse
 from selfregress.errors import UserError
+from selfregress.search_space import CONTROLLER_SPACES, Dimension, check_space, parse_chain_params, parse_search
 
 EVALUATION_SEEDS = frozenset(range(5))
-
-# The search spaces: name -> (kind, low, high). Bounds keep every draw valid for ChainConfig.
-SPACES: dict[str, dict[str, tuple[str, float, float]]] = {
-    "es": {"es_slack": ("int", 0, 10), "es_min_delta": ("float", 0.0, 0.05),
-           "es_patience": ("int", 0, 10)},
-    "care": {"care_gate": ("float", 0.3, 0.95), "care_regress": ("float", 0.5, 0.99),
-             "care_lr_decay": ("float", 0.1, 0.95), "care_forget": ("float", 0.1, 0.95)},
-}
+SPACES = CONTROLLER_SPACES
 
 
 @dataclass(frozen=True)
 class TuneConfig:
     """An Optuna study. Every field is an MLproject parameter of `tune`."""
-    controller: str = option("es", "whose thresholds are tuned", tuple(SPACES))
+    controller: str = option("es", "whose thresholds are searched when 'search' is empty", tuple(SPACES))
     condition: str = option("", "chain condition (default: the controller's own: es or care; grpo_es also works)")
+    search: str = option("", "search dimensions, e.g. lr=1e-4:1e-3:log,es_slack=0:5,baseline=none|mean "
+                             "(default: the controller's thresholds)")
+    chain_params: str = option("", "main parameters fixed for every chain, e.g. batch_size=4,group_size=2")
+    params_file: str = option("", "JSON of main parameters fixed for every chain (chain_params win)")
     study_name: str = option("", "Optuna study name (default: selfregress-<controller>)")
     storage: str = option("sqlite:///optuna.db", "Optuna storage URL; must not be the MLflow store")
     n_trials: int = option(20, "total trials the study should reach (a resumed study runs the rest)")
@@ -57,8 +59,29 @@ class TuneConfig:
             raise UserError(f"'n_trials' must be at least 1, got {self.n_trials}")
         if not self.tuning_seeds:
             raise UserError("'seeds' must list at least one seed, e.g. 100,101,102")
-        if self.condition and self.condition not in {"es": ("es", "grpo_es"), "care": ("care",)}[self.controller]:
+        if not self.search and self.condition and \
+                self.condition not in {"es": ("es", "grpo_es"), "care": ("care",)}[self.controller]:
             raise UserError(f"condition {self.condition} does not use the {self.controller} controller")
+        check_space(self.fixed_params, self.dimensions, self.chain_condition)
+
+    @property
+    def dimensions(self) -> tuple[Dimension, ...]:
+        """What the study searches: ``search``, or the controller's thresholds."""
+        return parse_search(self.search) if self.search else CONTROLLER_SPACES[self.controller]
+
+    @property
+    def fixed_params(self) -> dict:
+        """The chain parameters every chain shares: the params file, chain_params on top, then
+        model/campaigns/steps/eval_tasks where they differ from their defaults (or are not set)."""
+        fixed = parse_chain_params(self.chain_params, self.params_file)
+        for name in ("model", "campaigns", "steps", "eval_tasks"):
+            if name not in fixed or getattr(self, name) != TuneConfig.__dataclass_fields__[name].default:
+                fixed[name] = getattr(self, name)
+        return fixed
+
+    @property
+    def chain_condition(self) -> str:
+        return self.condition or self.controller
 
     @property
     def tuning_seeds(self) -> list[int]:
@@ -66,7 +89,15 @@ class TuneConfig:
 
     @property
     def name(self) -> str:
-        return self.study_name or f"selfregress-{self.controller}"
+        """The study's name: given, or the controller's for its default space, or one per space
+        and fixed settings (so that two different searches never share a study's trials)."""
+        if self.study_name:
+            return self.study_name
+        if not self.search and not self.chain_params and not self.params_file:
+            return f"selfregress-{self.controller}"
+        space = json.dumps([self.search, parse_chain_params(self.chain_params, self.params_file)],
+                           sort_keys=True, default=str)
+        return f"selfregress-{self.chain_condition}-{hashlib.sha256(space.encode()).hexdigest()[:8]}"
 
 
 def check_storage(storage: str, tracking_uri: str) -> None:
@@ -90,12 +121,8 @@ def redacted(url: str) -> str:
     return urlunsplit(parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@", 1)))
 
 
-def suggest(trial, controller: str) -> dict[str, float | int]:
-    params = {}
-    for name, (kind, low, high) in SPACES[controller].items():
-        params[name] = (trial.suggest_int(name, int(low), int(high)) if kind == "int"
-                        else trial.suggest_float(name, low, high))
-    return params
+def suggest(trial, dims: tuple[Dimension, ...]) -> dict:
+    return {dim.name: dim.suggest(trial) for dim in dims}
 
 
 def run_study(config: TuneConfig, store, grader, base_model: str, log=print,
@@ -118,24 +145,27 @@ def run_study(config: TuneConfig, store, grader, base_model: str, log=print,
                                 sampler=optuna.samplers.TPESampler(seed=config.sampler_seed),
                                 pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0))
     optuna.storages.fail_stale_trials(study)
-    condition = config.condition or config.controller
+    condition = config.chain_condition
+    dims, fixed = config.dimensions, config.fixed_params
 
     existing = store.study_runs(config.name)
     attach = existing[0].info.run_id if existing else attach_run_id
     params = {k: v for k, v in vars(config).items() if k != "out"}
     params["storage"] = redacted(config.storage)
-    with store.run(f"tune-{config.name}", "tune", tags={K.STUDY_NAME: config.name, K.STORAGE: redacted(config.storage)},
+    tags = {K.STUDY_NAME: config.name, K.STORAGE: redacted(config.storage),
+            K.SEARCH_SPACE: ",".join(d.describe() for d in dims), K.NOTE: study_note(config, dims, fixed)}
+    with store.run(f"tune-{config.name}", "tune", tags=tags,
                    params=params if not existing else None, attach_run_id=attach) as study_run:
 
         def objective(trial) -> float:
-            values = suggest(trial, config.controller)
-            with store.run(f"trial-{trial.number}", "trial", parent=study_run,
-                           tags={K.TRIAL: trial.number, K.STUDY_NAME: config.name}, params=values) as trial_run:
+            values = suggest(trial, dims)
+            note = (f"Trial {trial.number} of the Optuna study {config.name}: "
+                    f"{', '.join(f'{k}={v}' for k, v in values.items())}; its chains are nested below.")
+            with store.run(f"trial-{trial.number}", "trial", parent=study_run, params=values,
+                           tags={K.TRIAL: trial.number, K.STUDY_NAME: config.name, K.NOTE: note}) as trial_run:
                 ends = []
                 for i, seed in enumerate(seeds):
-                    chain = parse(ChainConfig, {"condition": condition, "seed": seed, "model": config.model,
-                                                "campaigns": config.campaigns, "steps": config.steps,
-                                                "eval_tasks": config.eval_tasks, "report_tasks": 0,
+                    chain = parse(ChainConfig, {**fixed, "condition": condition, "seed": seed, "report_tasks": 0,
                                                 **values})
                     chain_id = run_chain(chain, store, grader, base_model, log=lambda m: None, parent=trial_run)
                     ends.append(store.chain_run(chain_id)[0].data.metrics[K.CHAIN_END])
@@ -166,10 +196,12 @@ def finish_study(study, study_run, config: TuneConfig, condition: str) -> dict:
     completed = [t for t in study.trials if t.state.name == "COMPLETE"]
     if not completed:
         raise UserError("no trial of the study completed: nothing to report")
-    best = {"condition": condition, **study.best_params}
-    study_run.log_params({f"best/{k}": v for k, v in study.best_params.items()})
-    study_run.log_metrics({"best_value": study.best_value, "trials_complete": float(len(completed))},
-                          step=len(study.trials))
+    # The params file runs the chain the study tuned for: its condition, the fixed settings, the best draw.
+    best = {"condition": condition, **parse_chain_params(config.chain_params, config.params_file),
+            **study.best_params}
+    # Tags, not params: a resumed study may find a new best, and MLflow never changes a param.
+    study_run.set_tags({f"best/{k}": v for k, v in study.best_params.items()})
+    study_run.log_metrics({"best_value": study.best_value, "trials_complete": float(len(completed))}, step=0)
     Path(config.out).write_text(json.dumps(best, indent=2) + "\n")
     study_run.log_artifact(config.out)
     with tempfile.TemporaryDirectory() as folder:
@@ -178,6 +210,17 @@ def finish_study(study, study_run, config: TuneConfig, condition: str) -> dict:
             plot.figure.savefig(path, dpi=100, bbox_inches="tight")
             study_run.log_artifact(path, "optuna")
     return best
+
+
+def study_note(config: TuneConfig, dims: tuple[Dimension, ...], fixed: dict) -> str:
+    """The study run's description, in words (``mlflow.note.content``)."""
+    shared = ", ".join(f"{k}={v}" for k, v in sorted(fixed.items()))
+    return (f"Optuna study **{config.name}**: up to {config.n_trials} trials, each a nested run with one "
+            f"{config.chain_condition} chain per tuning seed ({config.seeds}). It searches "
+            f"{', '.join(d.describe() for d in dims)} and maximises the mean end-of-chain pass@1 over "
+            f"those seeds (TPE sampler, median pruner). Every chain shares {shared}. The best draw is "
+            f"in the best/* tags and in {config.out} (`-P params_file=...` for `main`); Optuna's plots "
+            "are under the optuna/ artifacts.")
 
 
 def plots(study) -> dict:
@@ -192,5 +235,7 @@ def plots(study) -> dict:
         out["param_importances"] = vis.plot_param_importances(study)
     except (RuntimeError, ValueError, ZeroDivisionError) as e:
         print(f"tune: no parameter-importance plot ({e})", file=sys.stderr)
+    if len({name for t in study.trials for name in t.params}) >= 2:   # one axis per dimension
+        out["parallel_coordinate"] = vis.plot_parallel_coordinate(study)
     plt.close("all")
     return out

@@ -93,3 +93,49 @@ def test_storage_password_is_not_logged():
 
     assert redacted("postgresql://optuna:s3cret@db:5432/optuna") == "postgresql://optuna:***@db:5432/optuna"
     assert redacted("sqlite:///optuna.db") == "sqlite:///optuna.db"
+
+
+def test_study_over_chain_params_and_a_search_of_two_dimensions(tmp_path, cli_store, tiny_base):
+    """Fixed chain settings reach every chain; two searched dimensions stay in their ranges, reach
+    the chains, and give a parallel-coordinates plot; the params file runs the tuned chain."""
+    from grader import Grader
+
+    config = parse(TuneConfig, {"condition": "es", "n_trials": 3, "seeds": "100",
+                                "storage": f"sqlite:///{tmp_path}/optuna.db", "campaigns": 1, "steps": 2,
+                                "eval_tasks": 4, "out": str(tmp_path / "best.json"),
+                                "chain_params": "batch_size=2,group_size=2,max_new_tokens=24,eval_samples=1",
+                                "search": "lr=1e-4:1e-3:log,es_slack=0:2"})
+    with Grader(workers=2) as grader:
+        best = run_study(config, cli_store, grader, tiny_base, log=lambda m: None)
+
+    chains = cli_store.find_runs("tags.`selfregress.kind` = 'chain'")
+    assert len(chains) == 3
+    for chain in chains:
+        params = chain.data.params
+        assert (params["batch_size"], params["group_size"], params["max_new_tokens"], params["eval_samples"],
+                params["steps"], params["eval_tasks"]) == ("2", "2", "24", "1", "2", "4")
+        assert 1e-4 <= float(params["lr"]) <= 1e-3 and params["es_slack"] in {"0", "1", "2"}
+        trial = cli_store.get_run(chain.data.tags["mlflow.parentRunId"])
+        assert float(trial.data.params["lr"]) == float(params["lr"])
+    study_run = cli_store.find_runs("tags.`selfregress.kind` = 'tune'")[0]
+    assert study_run.data.tags["search_space"] == "lr=0.0001:0.001:log,es_slack=0:2"
+    assert "lr=0.0001:0.001:log" in study_run.data.tags["mlflow.note.content"]
+    artifacts = {f.path for f in cli_store.client.list_artifacts(study_run.info.run_id, "optuna")}
+    assert "optuna/parallel_coordinate.png" in artifacts
+    assert set(best) == {"condition", "batch_size", "group_size", "max_new_tokens", "eval_samples", "lr", "es_slack"}
+    assert (best["condition"], best["batch_size"], best["group_size"]) == ("es", 2, 2)
+    assert study_run.data.tags["best/lr"] == str(best["lr"])
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"search": "bogus=1:2"}, "search: unknown chain parameter 'bogus'"),
+    ({"chain_params": "bogus=1"}, "chain_params: unknown chain parameter 'bogus'"),
+    ({"search": "checkpoints=0:1"}, "'checkpoints' is not numeric, so it takes choices"),
+    ({"search": "lr=1e-3:1e-4:log"}, "needs low < high"),
+    ({"chain_params": "batch_size=4", "search": "batch_size=2:8"}, "both fixed"),
+])
+def test_tune_refuses_a_bad_space_in_one_line(options, message, cli_store):
+    result = cli("tune", *as_options(options))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [f"error: {result.stderr.strip()[7:]}"]
+    assert message in result.stderr
