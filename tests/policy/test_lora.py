@@ -9,7 +9,8 @@ import torch
 pytest.importorskip("peft", reason="peft is not installed: pip install -c constraints.txt peft")
 
 from selfregress import lora  # noqa: E402
-from selfregress.policy import Policy, completion_logprobs, load_policy, sample  # noqa: E402
+from selfregress.policy import Policy, load_policy  # noqa: E402
+from selfregress.sampling import completion_logprobs, sample  # noqa: E402
 
 
 def _logits(model, ids):
