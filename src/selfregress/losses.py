@@ -1,13 +1,15 @@
 """The maths of the update: advantages, the policy-gradient loss, and the KL and EWC terms.
 
 Pure functions on tensors, shapes in comments. A condition picks its advantage function once
-by name (``ADVANTAGES``); nothing here branches on the condition.
+by name (``ADVANTAGES``), and the kl condition its KL estimator (``KL_ESTIMATORS``); nothing
+here branches on the condition.
 
 Notation: B completions, T completion tokens (right-padded), G samples per prompt.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
@@ -60,16 +62,98 @@ def policy_gradient_loss(logprobs: Tensor, mask: Tensor, advantages: Tensor,
     return -(advantages * sequence_logprob).sum() / (logprobs.shape[0] * max_tokens)
 
 
-def kl_k3(logprobs: Tensor, ref_logprobs: Tensor, mask: Tensor) -> Tensor:
-    """Per-token KL(pi || pi_ref) with Schulman's k3 estimator, averaged over valid tokens.
+# ---- KL(pi || pi_start): three estimators, chosen once by name ---------------------------------
+# Notation: y ~ pi is a completion, log r_t = log pi(y_t | c_t) - log pi_start(y_t | c_t) at its
+# context c_t = (x, y_<t), log r(y) = sum_t log r_t. The KL of sequences is
+#     KL(pi || pi_s) = E_{y~pi}[log r(y)],   grad KL(pi || pi_s) = E_{y~pi}[log r(y) grad log pi(y)]
+# (the second term of the product rule, E[grad log pi(y)], is 0). Causality splits this into
+#     E[sum_t grad log pi(y_t|c_t) * sum_{s>=t} log r_s]: a token's choice is charged with the KL
+# of every later token, because it moves the contexts they are sampled in (Tang & Munos 2025,
+# "On a few pitfalls in KL divergence gradient estimation for RL", arXiv:2506.09477).
+#
+# Each estimator maps (logprobs, ref_logprobs, mask), all (B, T), to a per-sequence value (B,):
+# a *sum* over the sequence's valid tokens, never a per-token mean, so that beta weighs a nat of
+# sequence KL the same whatever the completion's length. ``KLEstimator`` then puts beta * value
+# either into the reward (k1) or into the loss, scaled by 1 / (B * max_tokens) exactly like
+# ``policy_gradient_loss``: either way the update follows (1 / max_tokens) * grad(E[R] - beta KL).
+def k1_sequence(logprobs: Tensor, ref_logprobs: Tensor, mask: Tensor) -> Tensor:
+    """k1 = log r(y) = sum_t (log pi - log pi_start), per sequence (B,), detached: a reward term.
 
-    With samples from pi and log r = log pi_ref - log pi: k3 = r - 1 - log r, which is >= 0,
-    unbiased for KL(pi || pi_ref), and lower-variance than -log r (http://joschu.net/blog/kl-approx.html).
-    logprobs (with grad), ref_logprobs (no grad), mask: (B, T).
+    Unbiased for the value KL(pi || pi_start). Subtracted (times beta) from the reward before the
+    advantages, the REINFORCE update -E[(R - beta log r(y)) grad log pi(y)] has the penalty part
+    beta * E[log r(y) grad log pi(y)] = beta * grad KL(pi || pi_start): exact for the whole
+    sequence, future-token term included. Differentiated as a loss instead, E[grad k1] = 0.
+    Under GRPO's group normalisation the shaped reward is divided by the group's sd, so beta
+    is then relative to that sd, not in reward units.
     """
-    log_ratio = ref_logprobs - logprobs                              # (B, T)
-    k3 = torch.exp(log_ratio) - 1.0 - log_ratio                      # (B, T)
-    return (k3 * mask).sum() / mask.sum().clamp(min=1)
+    return ((logprobs - ref_logprobs).detach() * mask).sum(dim=1)
+
+
+def k2_sequence(logprobs: Tensor, ref_logprobs: Tensor, mask: Tensor) -> Tensor:
+    """k2 = sum_t (1/2) (log r_t)^2 per sequence (B,), with grad: a loss term.
+
+    At one context c, grad (1/2) (log r)^2 = log r * grad log pi(y | c), whose mean over
+    y ~ pi(.|c) is grad KL(pi(.|c) || pi_start(.|c)): exact for one token. Over a sequence it is
+    sum_t E[log r_t grad log pi(y_t|c_t)], the gradient of the per-token KLs with the contexts
+    held where they were sampled; it omits the future-token term above, i.e. how a token moves
+    the contexts of the tokens after it (the "partial gradient" of Tang & Munos 2025). Lower
+    variance than k1; biased for the sequence KL's gradient unless T = 1.
+    """
+    log_ratio = logprobs - ref_logprobs                                  # (B, T)
+    return (0.5 * log_ratio ** 2 * mask).sum(dim=1)
+
+
+def k3_sequence(logprobs: Tensor, ref_logprobs: Tensor, mask: Tensor) -> Tensor:
+    """k3 = sum_t (rho_t - 1 - log rho_t), rho_t = pi_start / pi at token t, per sequence (B,).
+
+    As a *value* (detached) it is the best of the three: >= 0 and unbiased for KL(pi || pi_start)
+    (Schulman, http://joschu.net/blog/kl-approx.html), so log it. As a *loss* it is the REVERSE
+    KL: grad k3 = (1 - rho) grad log pi, and E_{y~pi}[(1 - rho) grad log pi] = -sum_y pi_start
+    grad log pi = grad KL(pi_start || pi) at each context. Over a sequence, the per-context
+    reverse KLs at contexts sampled from pi (neither sequence KL). This is GRPO's and TRL's
+    "KL loss".
+    """
+    log_rho = ref_logprobs - logprobs                                    # (B, T)
+    return ((torch.exp(log_rho) - 1.0 - log_rho) * mask).sum(dim=1)
+
+
+@dataclass(frozen=True)
+class KLEstimator:
+    """beta * KL in the update, one way; pick it once from ``KL_ESTIMATORS`` by name."""
+    name: str
+    direction: str        # what its expected gradient is the gradient of
+    in_reward: bool       # True: beta * value is subtracted from the reward; False: added to the loss
+    per_sequence: Callable[[Tensor, Tensor, Tensor], Tensor]   # (B, T) x 3 -> (B,)
+
+    def reward_penalty(self, beta: float, logprobs: Tensor, ref_logprobs: Tensor, mask: Tensor) -> Tensor:
+        """(B,) detached, to subtract from the rewards before the advantages (0 unless in_reward)."""
+        if not self.in_reward:
+            return logprobs.new_zeros(logprobs.shape[0])
+        return beta * self.per_sequence(logprobs.detach(), ref_logprobs.detach(), mask)
+
+    def loss(self, beta: float, logprobs: Tensor, ref_logprobs: Tensor, mask: Tensor,
+             max_tokens: int) -> Tensor:
+        """() to add to ``policy_gradient_loss``: beta * sum_i value_i / (B * max_tokens) (0 if in_reward)."""
+        if self.in_reward:
+            return logprobs.new_zeros(())
+        value = self.per_sequence(logprobs, ref_logprobs.detach(), mask)          # (B,)
+        return beta * value.sum() / (logprobs.shape[0] * max_tokens)
+
+
+KL_ESTIMATORS: dict[str, KLEstimator] = {
+    "k1": KLEstimator("k1", "KL(pi || pi_start), whole sequence (k1 in the reward)", True, k1_sequence),
+    "k2": KLEstimator("k2", "KL(pi || pi_start) per token, contexts held fixed (k2 loss)", False, k2_sequence),
+    "k3": KLEstimator("k3", "reverse KL: KL(pi_start || pi) per token (k3 loss)", False, k3_sequence),
+}
+
+
+def kl_k3(logprobs: Tensor, ref_logprobs: Tensor, mask: Tensor) -> Tensor:
+    """The old per-token mean of k3 (a scalar), kept until campaign.py moves to ``KL_ESTIMATORS``.
+
+    As a value it estimates KL(pi || pi_start) per token; as a loss its gradient is the reverse
+    KL's (``k3_sequence``), and beta's weight per token changes with the batch's token count.
+    """
+    return k3_sequence(logprobs, ref_logprobs, mask).sum() / mask.sum().clamp(min=1)
 
 
 def ewc_penalty(params: list[Tensor], anchors: list[Tensor], fisher: list[Tensor]) -> Tensor:
