@@ -34,7 +34,8 @@ def _distinct_value(param, entry=""):
                "tasks": "jsonl:tasks.jsonl", "split": "test", "top_p": "0.9", "temperature": "0.7",
                "lr": "0.0007", "hidden_size": "96", "heads": "6", "kv_heads": "3",
                "controller": "care", "seeds": "7,8", "storage": "sqlite:///o7.db", "out": "b7.json",
-               "condition": "kl", "conditions": "kl,es", "baseline": "mean", "checkpoints": "peaks", "resume": "abc123"}
+               "condition": "kl", "conditions": "kl,es", "baseline": "mean", "checkpoints": "peaks", "resume": "abc123",
+               "kl_estimator": "k3"}
     if param.name in special:
         return special[param.name]
     return {"int": "7", "float": "0.25"}.get(param.type, "x7")

@@ -13,6 +13,7 @@ from typing import Sequence
 import numpy as np
 
 from selfregress import metric_keys as K
+from selfregress.grading import grade_retrying
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -35,6 +36,9 @@ class EvalResult:
     samples: int                 # samples per task
     programs: list[str]          # (n_tasks * samples,) task-major, for re-grading audits
     passed: np.ndarray           # (n_tasks * samples,) bool
+    sandbox_errors: int = 0      # sandbox_error verdicts on the first try, each retried once (grading.py)
+    unresolved: int = 0          # still sandbox_error after the retry (0 unless evaluate(check=False))
+    sandbox_detail: str = ""     # the grader's message for the first unresolved one
 
     @property
     def trials(self) -> int:
@@ -50,7 +54,7 @@ class EvalResult:
 
     def metrics(self) -> dict[str, float]:
         out = {K.PASS_AT_1: self.pass_at_1, K.EVAL_SUCCESSES: float(self.successes.sum()),
-               K.EVAL_TRIALS: float(self.trials)}
+               K.EVAL_TRIALS: float(self.trials), K.SANDBOX_ERRORS: float(self.sandbox_errors)}
         for k in (2, 4, 8, 16):
             if k <= self.samples:
                 out[f"pass_at_{k}"] = self.pass_at(k)
@@ -58,8 +62,14 @@ class EvalResult:
 
 
 def evaluate(policy, tasks: Sequence, grader, *, samples: int, temperature: float,
-             max_new_tokens: int, seed: int, top_p: float = 1.0, chunk: int = 256) -> EvalResult:
-    """pass@1 of ``policy`` on ``tasks``: ``samples`` completions per task, graded by ``grader``."""
+             max_new_tokens: int, seed: int, top_p: float = 1.0, chunk: int = 256,
+             check: bool = True) -> EvalResult:
+    """pass@1 of ``policy`` on ``tasks``: ``samples`` completions per task, graded by ``grader``.
+
+    A ``sandbox_error`` is retried once and, if it persists, raises ``grading.SandboxFailure``
+    (``check=False``: counted in ``unresolved`` instead, for a caller that gathers the counts of
+    several processes before failing).
+    """
     from selfregress.policy import build_prompt, extract_program
     from selfregress.sampling import sample
 
@@ -71,6 +81,11 @@ def evaluate(policy, tasks: Sequence, grader, *, samples: int, temperature: floa
                        top_p=top_p, max_new_tokens=max_new_tokens, seed=seed + i)
         programs.extend(extract_program(text) for text in batch.texts)
     pairs = [(program, tasks[j // samples]) for j, program in enumerate(programs)]
-    passed = np.array([v.passed for v in grader.grade_many(pairs)], dtype=bool)
+    graded = grade_retrying(grader, pairs)
+    if check:
+        graded.check("evaluation")
+    passed = np.array([v.passed for v in graded.verdicts], dtype=bool)
     successes = passed.reshape(len(tasks), samples).sum(axis=1)
-    return EvalResult(successes=successes, samples=samples, programs=programs, passed=passed)
+    return EvalResult(successes=successes, samples=samples, programs=programs, passed=passed,
+                      sandbox_errors=graded.sandbox_errors, unresolved=graded.unresolved,
+                      sandbox_detail=graded.detail)
