@@ -33,9 +33,7 @@ Printed: the median seconds per step over ``--steps`` steps after ``--warmup`` w
 the ratio TRL/ours, where each step's time goes, the mean reward and completion length (the
 work actually done), and the L2 norm of each side's total parameter change (must be > 0).
 
-Known differences (not equalisable without changing either side): where ``train_step``
-still runs a no-grad forward of the frozen start model with no KL penalty (its KL
-diagnostic), TRL skips it at beta 0 (the "start-model forward" row shows it); TRL samples with ``model.generate``, ours with
+Known differences (not equalisable without changing either side): TRL samples with ``model.generate``, ours with
 ``selfregress.sampling.sample``; the two draw different random samples, so completion lengths
 and rewards differ step by step.
 
@@ -150,7 +148,8 @@ def run_ours(model_dir: str, tasks, score: Score, args) -> dict:
 
     policy = load_policy(model_dir, device="cpu")
     ref_model = frozen_copy(policy.model)
-    update = make_update("grpo", kl_beta=0.0, ewc_lambda=0.0, baseline="none")
+    update = make_update("grpo", kl_beta=0.0, kl_estimator="k1", max_new_tokens=args.max_new_tokens,
+                         ewc_lambda=0.0, baseline="none", temperature=1.0, top_p=1.0)
     optimizer = torch.optim.AdamW(policy.model.parameters(), lr=args.lr, weight_decay=0.0)
     grader = _ScoreGrader(score)
     before = snapshot(policy.model)
@@ -158,7 +157,8 @@ def run_ours(model_dir: str, tasks, score: Score, args) -> dict:
     forwards: dict[str, float] = {}
 
     def timed_logprobs(model, samples, **kwargs):
-        # train_step calls it twice: the policy (with grad, the loss) and the frozen start model.
+        # train_step calls it for the policy (with grad, the loss), and for the frozen start
+        # model only under a KL penalty (not here: GRPO without KL skips that forward).
         name = "start-model forward" if model is ref_model else "loss forward"
         started = time.perf_counter()
         try:
@@ -362,7 +362,7 @@ def main(argv=None, score: Score | None = None) -> dict:
     for label, a, b in rows:
         print(f"{label:28s}{a:10.3f}{b:10.3f}")
     for label, a, b in (("    loss forward", o["loss forward"], t["loss forward"]),
-                        ("    start-model forward", o["start-model forward"], 0.0),
+                        ("    start-model forward", o.get("start-model forward", 0.0), 0.0),
                         ("    rollout bookkeeping", 0.0, t["scoring other"]),
                         ("    backward+optimizer+other", o["backward+optimizer+other"],
                          t["backward+optimizer+other"])):

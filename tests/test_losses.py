@@ -5,8 +5,9 @@ import math
 import pytest
 import torch
 
-from selfregress.losses import (distinct_ratio, ewc_penalty, grpo_advantages, kl_k3,
-                                policy_gradient_loss, reinforce_advantages, update_ema)
+from selfregress.losses import (KL_ESTIMATORS, distinct_ratio, ewc_penalty, grpo_advantages, k1_sequence,
+                                k2_sequence, k3_sequence, policy_gradient_loss, reinforce_advantages,
+                                update_ema)
 
 
 def test_reinforce_has_no_baseline_by_default():
@@ -44,19 +45,24 @@ def test_policy_gradient_loss_and_its_gradient():
     assert torch.allclose(logprobs.grad, expected)
 
 
-def test_kl_k3_is_zero_at_the_reference_and_matches_hand_value():
+def test_k3_is_zero_at_the_reference_and_matches_hand_value():
     logprobs = torch.tensor([[-1.0, -2.0]])
     mask = torch.ones(1, 2)
-    assert kl_k3(logprobs, logprobs, mask).item() == pytest.approx(0.0)
+    assert k3_sequence(logprobs, logprobs, mask).item() == pytest.approx(0.0)
     ref = torch.tensor([[-1.5, -2.0]])
-    # token 1: log r = -0.5 -> e^-0.5 - 1 + 0.5 = 0.1065307; token 2: 0 -> mean 0.0532653
-    assert kl_k3(logprobs, ref, mask).item() == pytest.approx((math.exp(-0.5) - 0.5) / 2)
+    # token 1: log r = -0.5 -> e^-0.5 - 1 + 0.5 = 0.1065307; token 2: 0 -> sequence sum 0.1065307
+    assert k3_sequence(logprobs, ref, mask).item() == pytest.approx(math.exp(-0.5) - 0.5)
 
 
-def test_kl_k3_ignores_masked_tokens():
+def test_k3_ignores_masked_tokens():
     logprobs = torch.tensor([[-1.0, -5.0]])
     ref = torch.tensor([[-1.0, -1.0]])
-    assert kl_k3(logprobs, ref, torch.tensor([[1.0, 0.0]])).item() == pytest.approx(0.0)
+    assert k3_sequence(logprobs, ref, torch.tensor([[1.0, 0.0]])).item() == pytest.approx(0.0)
+
+
+def test_the_config_offers_exactly_the_estimators():
+    from selfregress.conditions import KL_ESTIMATOR_NAMES
+    assert tuple(KL_ESTIMATORS) == KL_ESTIMATOR_NAMES
 
 
 def test_ewc_penalty():
@@ -73,7 +79,6 @@ def test_distinct_ratio():
 
 
 # ---- KL estimators: expected gradients against exact enumeration -------------------------------
-from selfregress.losses import KL_ESTIMATORS, k1_sequence, k2_sequence, k3_sequence  # noqa: E402
 
 
 def _kl(p_log: torch.Tensor, q_log: torch.Tensor) -> torch.Tensor:
@@ -201,6 +206,7 @@ def test_beta_weighs_a_nat_of_sequence_kl_alike_at_every_length():
     grads = []
     for mask in (short, long):
         logprobs = torch.tensor([[-0.2, -0.7, -0.4], [-0.3, -0.1, -0.9]], requires_grad=True)
-        kl_k3(logprobs, ref, mask).backward()
+        # the old k3 loss: per-token mean over the batch's valid tokens
+        (k3_sequence(logprobs, ref, mask).sum() / mask.sum()).backward()
         grads.append(logprobs.grad[0].clone())
     assert not torch.allclose(grads[0], grads[1])

@@ -110,7 +110,6 @@ def train_campaign(config: ChainConfig, policy, grader, index: int, plan: Plan, 
     """The step loop, the same on every process; ``log`` is None except on the main process."""
     controller = controller_for(config)
     times = StepTimes()
-    ref_model = frozen_copy(policy.model)
     fisher_batch = None
     if config.update == "ewc":
         rng = np.random.default_rng(step_seed(config.seed, index, 0, FISHER))
@@ -118,8 +117,12 @@ def train_campaign(config: ChainConfig, policy, grader, index: int, plan: Plan, 
         prompts = [build_prompt(policy.tokenizer, rl_tasks[i].prompt, rl_tasks[i].starter_code) for i in chosen]
         fisher_batch = sample(policy, prompts, n=1, temperature=config.temperature, top_p=config.top_p,
                               max_new_tokens=config.max_new_tokens, seed=step_seed(config.seed, index, 0, FISHER))
-    update = make_update(config.update, kl_beta=config.kl_beta, ewc_lambda=config.ewc_lambda,
-                         baseline=config.baseline, policy=policy, fisher_samples=fisher_batch)
+    update = make_update(config.update, kl_beta=config.kl_beta, kl_estimator=config.kl_estimator,
+                         max_new_tokens=config.max_new_tokens, ewc_lambda=config.ewc_lambda,
+                         baseline=config.baseline, temperature=config.temperature, top_p=config.top_p,
+                         policy=policy, fisher_samples=fisher_batch)
+    # The start policy, only for a penalty that reads it (the KL): others skip its forward pass.
+    ref_model = frozen_copy(policy.model) if update.penalty.needs_reference else None
     optimizer = torch.optim.AdamW(policy.model.parameters(), lr=config.lr * plan.lr_multiplier)
     evaluation = dict(samples=config.eval_samples, temperature=config.temperature,
                       top_p=config.top_p, max_new_tokens=config.max_new_tokens, times=times, dist=dist)
@@ -140,6 +143,7 @@ def train_campaign(config: ChainConfig, policy, grader, index: int, plan: Plan, 
                            seed=step_seed(config.seed, index, step, TRAIN) + dist.rank, times=times, dist=dist)
         metrics = evaluate_step(policy, eval_tasks, grader,
                                 seed=step_seed(config.seed, index, step, EVAL), **evaluation)
+        metrics[K.SANDBOX_ERRORS] += train.pop(K.SANDBOX_ERRORS)   # the step's: training + evaluation
         curve.append(metrics[K.PASS_AT_1])
         stop = controller.should_stop(curve) if isinstance(controller, ES) else False
         if log:

@@ -1,6 +1,7 @@
 """A chain: ``campaigns`` campaigns in sequence, each started where the condition's controller says.
 
-Reads: the start model (default ``selfregress-base@base``), the RL and eval task splits.
+Reads: the start model (default ``selfregress-base@base``, pinned when the chain starts to its
+LoggedModel id and weights' sha256: ``base_identity.py``), the RL and eval task splits.
 Writes: a chain run (``pass_at_1`` at the global step, ``chain/*`` summaries, every resolved
 parameter) and one nested campaign run per campaign (``campaign.run_campaign``). MLflow is the
 only state: between campaigns the next start, budget and learning rate are read back from the
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import uuid
 
+from selfregress import base_identity
 from selfregress import metric_keys as K
 from selfregress.campaign import Plan, run_campaign, train_campaign
 from selfregress.chain_config import NOT_IN_CONFIG_HASH, ChainConfig, chain_tags
@@ -90,6 +92,10 @@ def run_chain(config: ChainConfig, store, grader, base_model: str, log=print,
     if config.resume.lower() != "false":
         previous = find_chain_to_resume(store, config)
         chain_id = previous.data.tags[K.CHAIN_ID]
+        pinned = base_identity.logged(previous)
+        if pinned:   # the base the chain started from, not wherever an alias points now
+            base_identity.verify(pinned, chain_id)
+            base_model = pinned.uri
         if attach_run_id and attach_run_id != previous.info.run_id:
             # `mlflow run` made a fresh run for this invocation: it records the resume and ends.
             with store.run("resume", "resume", attach_run_id=attach_run_id,
@@ -99,10 +105,12 @@ def run_chain(config: ChainConfig, store, grader, base_model: str, log=print,
         log(f"resuming chain {chain_id} ({config.condition}, seed {config.seed})")
     else:
         chain_id = uuid.uuid4().hex[:12]
-        model = base_model if config.model == "base" else config.model
+        pinned = base_identity.pin(store, base_model if config.model == "base" else config.model)
+        base_model = pinned.uri
         context = store.run(f"{config.condition}-s{config.seed}", "chain",
-                            tags={**chain_tags(config, chain_id, model, sweep_id), K.PROCESSES: str(dist.world),
-                                  K.NOTE: chain_note(config, chain_id, model)},  # tune: description
+                            tags={**chain_tags(config, chain_id, pinned.uri, sweep_id, pinned.digest),
+                                  **pinned.tags(), K.PROCESSES: str(dist.world),
+                                  K.NOTE: chain_note(config, chain_id, pinned.uri)},  # tune: description
                             params=as_params(config), attach_run_id=attach_run_id, parent=parent)
     with context as chain_run:
         supersede_unfinished(store, chain_id)

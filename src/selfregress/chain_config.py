@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from selfregress import metric_keys as K
-from selfregress.conditions import CONDITIONS
+from selfregress.conditions import CONDITIONS, KL_ESTIMATOR_NAMES
 from selfregress.config import as_params, option, parse, require_at_least_one
 from selfregress.errors import UserError
 
@@ -38,7 +38,9 @@ class ChainConfig:
     eval_tasks: int = option(128, "held-out tasks evaluated after every step")
     eval_samples: int = option(2, "samples per held-out task")
     baseline: str = option("none", "REINFORCE baseline (naive is the paper's A0: none)", ("none", "mean", "ema"))
-    kl_beta: float = option(0.05, "beta of the KL(pi || pi_start) term (condition kl)")
+    kl_beta: float = option(0.1, "beta of KL(pi || pi_start) (condition kl), on the sequence KL summed over "
+                                 "tokens and divided by batch_size x group_size x max_new_tokens like the "
+                                 "policy-gradient loss: a nat weighs the same at any completion length")
     ewc_lambda: float = option(100.0, "lambda of the EWC term (condition ewc)")
     fisher_samples: int = option(32, "sampled completions used to estimate the EWC Fisher")
     checkpoints: str = option("all", "which steps log a checkpoint", ("all", "peaks", "none"))
@@ -58,6 +60,10 @@ class ChainConfig:
                                "ones, evaluated at each campaign's start, peak and end; no decision reads "
                                "it (0: none, as in tune's trials)")
     report_samples: int = option(2, "samples per report-split task (and per RL task, for rlset/*)")
+    kl_estimator: str = option("k1", "KL estimator of condition kl: k1 (in the reward: KL(pi || pi_start) of "
+                               "whole completions, exact gradient), k2 (loss: per-token KL(pi || pi_start), "
+                               "contexts held fixed), k3 (loss: the REVERSE KL(pi_start || pi), GRPO's and "
+                               "TRL's)", KL_ESTIMATOR_NAMES)
 
     def validate(self) -> None:
         require_at_least_one(self, ("rl_tasks", "campaigns", "steps", "batch_size", "group_size", "max_new_tokens",
@@ -72,6 +78,8 @@ class ChainConfig:
         if CONDITIONS[self.condition].update == "grpo" and self.group_size < 2:
             raise UserError(f"condition {self.condition} needs group_size >= 2 (GRPO normalises "
                             f"within a group), got {self.group_size}")
+        if self.kl_estimator not in KL_ESTIMATOR_NAMES:
+            raise UserError(f"'kl_estimator' must be one of {', '.join(KL_ESTIMATOR_NAMES)}, got {self.kl_estimator!r}")
         if self.kl_beta < 0 or self.ewc_lambda < 0:
             raise UserError("'kl_beta' and 'ewc_lambda' must be >= 0")
         if self.es_slack < 0 or self.es_patience < 0 or self.es_min_delta < 0:
@@ -113,16 +121,20 @@ def code_version() -> str:
     return digest.hexdigest()[:12]
 
 
-def config_hash(config: ChainConfig, *, without: tuple[str, ...] = ()) -> str:
-    """A hash of the resolved settings that decide a chain's numbers (``without``: more to leave out)."""
+def config_hash(config: ChainConfig, *, without: tuple[str, ...] = (), base_digest: str = "") -> str:
+    """A hash of the resolved settings that decide a chain's numbers (``without``: more to leave out),
+    and of the base's weights (``base_digest``, base_identity.py): ``model=base`` names a moving alias."""
     values = {k: v for k, v in as_params(config).items() if k not in NOT_IN_CONFIG_HASH + without}
+    if base_digest:
+        values["base_digest"] = base_digest
     return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:12]
 
 
-def chain_tags(config: ChainConfig, chain_id: str, model: str, sweep_id: str = "") -> dict[str, str]:
+def chain_tags(config: ChainConfig, chain_id: str, model: str, sweep_id: str = "",
+               base_digest: str = "") -> dict[str, str]:
     """The tags of a chain run: what it is, and the hashes a sweep finds a finished chain by."""
     tags = {K.CONDITION: config.condition, K.SEED: str(config.seed), K.CHAIN_ID: chain_id, K.MODEL: model,
-            K.CONFIG_HASH: config_hash(config), K.CODE_VERSION: code_version()}
+            K.CONFIG_HASH: config_hash(config, base_digest=base_digest), K.CODE_VERSION: code_version()}
     if sweep_id:
         tags[K.SWEEP_ID] = sweep_id
     return tags

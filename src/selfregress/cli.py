@@ -142,11 +142,14 @@ def cmd_sweep(args: argparse.Namespace) -> None:
     from selfregress.bootstrap import ensure_base_model
     from selfregress.tracking import connect
 
+    from selfregress.base_identity import pin
+
     store = connect(args.experiment, _entry_run_id())
+    base = config.model
     if config.model == "base":  # built once here, not by every chain process at the same time
         with Grader(workers=2) as grader:
-            ensure_base_model(store, grader, _log)
-    counts = run_sweep(config, store, _log, attach_run_id=_entry_run_id())
+            base = ensure_base_model(store, grader, _log)
+    counts = run_sweep(config, store, _log, attach_run_id=_entry_run_id(), base_digest=pin(store, base).digest)
     print(f"sweep_id: {counts['sweep_id']}")
     _log(f"sweep {counts['sweep_id']}: {counts['finished']} finished, {counts['skipped']} skipped "
          f"(already in the store); report: python -m selfregress report --sweep_id {counts['sweep_id']}")

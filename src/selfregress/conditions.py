@@ -29,6 +29,10 @@ CONDITIONS: dict[str, Condition] = {
     "grpo_es": Condition("grpo", "es"),
 }
 
+# The kl condition's estimators of KL(pi || pi_start), by name: the keys of losses.KL_ESTIMATORS
+# (which needs torch; tests/test_losses.py checks the two agree), here for the torch-free config.
+KL_ESTIMATOR_NAMES = ("k1", "k2", "k3")
+
 # controller name -> its object, built from a chain's settings (a ChainConfig: its es_* and care_* fields)
 CONTROLLERS: dict[str, Callable[..., Controller]] = {
     "last": lambda config: Last(),

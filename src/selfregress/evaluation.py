@@ -15,6 +15,7 @@ from typing import Sequence
 import numpy as np
 
 from selfregress import metric_keys as K
+from selfregress.grading import grade_retrying
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -37,6 +38,9 @@ class EvalResult:
     samples: int                 # samples per task
     programs: list[str]          # (n_tasks * samples,) task-major, for re-grading audits
     passed: np.ndarray           # (n_tasks * samples,) bool
+    sandbox_errors: int = 0      # sandbox_error verdicts on the first try, each retried once (grading.py)
+    unresolved: int = 0          # still sandbox_error after the retry (0 unless evaluate(check=False))
+    sandbox_detail: str = ""     # the grader's message for the first unresolved one
 
     @property
     def trials(self) -> int:
@@ -52,7 +56,7 @@ class EvalResult:
 
     def metrics(self) -> dict[str, float]:
         out = {K.PASS_AT_1: self.pass_at_1, K.EVAL_SUCCESSES: float(self.successes.sum()),
-               K.EVAL_TRIALS: float(self.trials)}
+               K.EVAL_TRIALS: float(self.trials), K.SANDBOX_ERRORS: float(self.sandbox_errors)}
         for k in (2, 4, 8, 16):
             if k <= self.samples:
                 out[f"pass_at_{k}"] = self.pass_at(k)
@@ -60,15 +64,21 @@ class EvalResult:
 
 
 def evaluate(policy, tasks: Sequence, grader, *, samples: int, temperature: float,
-             max_new_tokens: int, seed: int, top_p: float = 1.0, chunk: int = 256) -> EvalResult:
+             max_new_tokens: int, seed: int, top_p: float = 1.0, chunk: int = 256,
+             check: bool = True) -> EvalResult:
     """pass@1 of ``policy`` on ``tasks``: ``samples`` completions per task, graded by ``grader``.
 
     Grading overlaps sampling: ``sample`` reports each completion as its row ends, and a
-    thread grades everything reported so far in one ``grade_many`` while the decode loop
-    goes on (the grader's workers are other processes, so on two cores the grading costs
-    the sampler nothing). The samples, and so the verdicts, are those of sampling first and
-    grading after: only the order in which programs reach the grader differs.
+    thread grades everything reported so far while the decode loop goes on (the grader's
+    workers are other processes, so on two cores the grading costs the sampler nothing). The
+    samples, and so the verdicts, are those of sampling first and grading after: only the
+    order in which programs reach the grader differs.
+
+    A ``sandbox_error`` is retried once and, if it persists, raises ``grading.SandboxFailure``
+    (``check=False``: counted in ``unresolved`` instead, for a caller that gathers the counts of
+    several processes before failing).
     """
+    from selfregress.grading import fail_if_unresolved
     from selfregress.policy import build_prompt
     from selfregress.sampling import sample
 
@@ -81,17 +91,23 @@ def evaluate(policy, tasks: Sequence, grader, *, samples: int, temperature: floa
                    top_p=top_p, max_new_tokens=max_new_tokens, seed=seed + i,
                    on_finished=lambda rows, texts, offset=offset: grading.add(
                        [offset + r for r in rows], texts))
+    if check:
+        fail_if_unresolved("evaluation", grading.sandbox_errors, grading.unresolved,
+                           len(grading.passed), grading.detail)
     passed = np.array(grading.passed, dtype=bool)
     successes = passed.reshape(len(tasks), samples).sum(axis=1)
-    return EvalResult(successes=successes, samples=samples, programs=grading.programs, passed=passed)
+    return EvalResult(successes=successes, samples=samples, programs=grading.programs, passed=passed,
+                      sandbox_errors=grading.sandbox_errors, unresolved=grading.unresolved,
+                      sandbox_detail=grading.detail)
 
 
 class _OverlappedGrading:
     """Grades (row, text) pairs on a background thread, batching whatever has arrived.
 
     Row j answers ``tasks[j // samples]``. ``add`` only queues; the thread takes everything
-    queued, extracts the programs and grades them in one ``grade_many``, then looks again.
-    Leaving the ``with`` block waits for the last verdict and re-raises a grading error.
+    queued, extracts the programs and grades them in one ``grade_retrying`` (a
+    ``sandbox_error`` graded once more), then looks again. Leaving the ``with`` block waits for
+    the last verdict and re-raises a grading error.
     """
 
     def __init__(self, grader, tasks: Sequence, samples: int):
@@ -100,6 +116,8 @@ class _OverlappedGrading:
         self.programs: list[str] = [""] * total
         self.passed: list[bool] = [False] * total
         self.graded = 0
+        self.sandbox_errors = self.unresolved = 0
+        self.detail = ""
         self.queue: "queue.SimpleQueue[tuple[list[int], list[str]] | None]" = queue.SimpleQueue()
         self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._run, name="evaluation-grading", daemon=True)
@@ -135,11 +153,14 @@ class _OverlappedGrading:
                 continue
             try:
                 programs = [extract_program(text) for text in texts]
-                verdicts = self.grader.grade_many(
-                    [(p, self.tasks[r // self.samples]) for p, r in zip(programs, rows)])
+                graded = grade_retrying(self.grader, [(p, self.tasks[r // self.samples])
+                                                      for p, r in zip(programs, rows)])
             except BaseException as error:                          # raised by __exit__
                 self.error = error
                 continue
-            for r, program, verdict in zip(rows, programs, verdicts):
+            self.sandbox_errors += graded.sandbox_errors
+            self.unresolved += graded.unresolved
+            self.detail = self.detail or graded.detail
+            for r, program, verdict in zip(rows, programs, graded.verdicts):
                 self.programs[r], self.passed[r] = program, verdict.passed
             self.graded += len(rows)

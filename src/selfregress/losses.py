@@ -147,15 +147,6 @@ KL_ESTIMATORS: dict[str, KLEstimator] = {
 }
 
 
-def kl_k3(logprobs: Tensor, ref_logprobs: Tensor, mask: Tensor) -> Tensor:
-    """The old per-token mean of k3 (a scalar), kept until campaign.py moves to ``KL_ESTIMATORS``.
-
-    As a value it estimates KL(pi || pi_start) per token; as a loss its gradient is the reverse
-    KL's (``k3_sequence``), and beta's weight per token changes with the batch's token count.
-    """
-    return k3_sequence(logprobs, ref_logprobs, mask).sum() / mask.sum().clamp(min=1)
-
-
 def ewc_penalty(params: list[Tensor], anchors: list[Tensor], fisher: list[Tensor]) -> Tensor:
     """Elastic weight consolidation (Kirkpatrick et al. 2017): (1/2) sum_i F_i (theta_i - theta*_i)^2.
 

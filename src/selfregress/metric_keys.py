@@ -9,11 +9,13 @@ EVAL_TRIALS = "eval/trials"                # samples graded in that evaluation
 
 TRAIN_REWARD_MEAN = "train/reward_mean"    # mean binary reward of the step's RL samples
 TRAIN_ENTROPY = "train/entropy"            # mean per-token entropy of the policy on its samples
-TRAIN_KL_TO_START = "train/kl_to_start"    # KL(pi || pi_start), per token, k3 estimator
+TRAIN_KL_TO_START = "train/kl_to_start"    # KL(pi || pi_start) of whole completions (sum_t k3), kl condition only
 TRAIN_LOSS = "train/loss"                  # the scalar that was differentiated
 TRAIN_GRAD_NORM = "train/grad_norm"        # global L2 norm of the gradient before clipping
 TRAIN_RESPONSE_LENGTH = "train/response_length"  # mean completion length, tokens
 TRAIN_DISTINCT_RATIO = "train/distinct_ratio"    # distinct programs / programs in the batch
+
+SANDBOX_ERRORS = "grader/sandbox_errors"   # sandbox_error verdicts of a step (training + evaluation), each retried once
 
 SFT_LOSS = "sft/loss"                      # bootstrap: cross-entropy on solution tokens
 SFT_PASS_AT_1 = "sft/pass_at_1"            # bootstrap: pass@1 on its own held-out slice
@@ -52,6 +54,8 @@ MODEL = "model"                            # chain runs: the start model the cha
 SWEEP_ID = "sweep_id"                      # chain and report runs of one sweep
 CONFIG_HASH = "selfregress.config_hash"    # chain runs: hash of the settings that decide its numbers
 CODE_VERSION = "selfregress.code_version"  # chain runs: hash of the code that decides its numbers
+BASE_MODEL = "selfregress.base_model"      # chain runs: the base, pinned (models:/<LoggedModel id> or a folder)
+BASE_DIGEST = "selfregress.base_digest"    # chain runs: sha256 of the base's weights (also in the config hash)
 PROCESSES = "selfregress.processes"        # chain runs: training processes (accelerate launch)
 SUPERSEDED = "selfregress.superseded"      # campaign runs a kill cut short: not part of the chain
 RESUMES = "selfregress.resumes"            # resume runs: the chain run they continued

@@ -28,6 +28,7 @@ import torch
 from torch import Tensor
 
 from selfregress.kv_cache import _accepts, _cache_argument, _new_cache, direct_decode_step
+from selfregress.logprobs import sampled_logprobs, sampled_logprobs_and_entropy
 from selfregress.token_draw import sample_tokens
 
 if TYPE_CHECKING:
@@ -47,7 +48,7 @@ class Samples:
     prompt_mask: Tensor       # (B, P) long, 1 on prompt tokens
     completion_ids: Tensor    # (B, T) long, right-padded
     completion_mask: Tensor   # (B, T) long, 1 up to and including EOS
-    logprobs: Tensor          # (B, T) float, sampling-time log pi(y_t | ...) at the temperature, 0 on padding
+    logprobs: Tensor          # (B, T) float, sampling-time log p~(y_t | ...) (temperature, nucleus), 0 on padding
     texts: list[str]          # (B,) decoded completions, without EOS
     prompt_index: Tensor      # (B,) long, which input prompt each row came from
 
@@ -269,16 +270,21 @@ def _decode(model, prompt_ids: Tensor, prompt_mask: Tensor, *, n: int, temperatu
 
 
 # ---- log-probs for the loss ------------------------------------------------------------------
-def completion_logprobs(model, samples: Samples, *, temperature: float = 1.0) -> tuple[Tensor, Tensor]:
-    """Teacher-forced (logprobs (B, T), entropy (B, T)) of each completion token.
+def completion_logprobs(model, samples: Samples, *, temperature: float = 1.0, top_p: float = 1.0,
+                        entropy: bool = True) -> tuple[Tensor, Tensor | None]:
+    """Teacher-forced (logprobs (B, T), entropy (B, T) | None) of each completion token.
 
-    logprobs[i, t] = log softmax(logits / temperature)[y_it] given the prompt and y_i<t, with
-    grad: what the policy-gradient loss differentiates. entropy[i, t] = -sum_v p log p of the
-    same distribution, detached (a diagnostic: keeping its graph would hold two more (B, T, V)
-    tensors until backward). Both are 0 where completion_mask is 0. At the sampling
-    temperature this recomputes ``samples.logprobs`` up to float error, provided dropout is
-    off (``model.eval()`` still lets grads flow; the tiny Qwen2 has no dropout anyway).
-    Micro-batch with ``samples.select`` when (B, T, V) logits do not fit.
+    logprobs[i, t] = log p~(y_it | prompt, y_i<t), with grad, where p~ is the distribution the
+    sampler draws from: softmax(logits / temperature) restricted to the top-p nucleus and
+    renormalised (``logprobs.sampled_logprobs``; the sampler keeps the same nucleus,
+    ``logprobs.nucleus``). This is what the policy-gradient loss, the KL and the Fisher
+    differentiate. entropy[i, t] = H(p~) of the same distribution, detached (a diagnostic), or
+    None with ``entropy=False``. Both are 0 where completion_mask is 0. At the sampling settings
+    this recomputes ``samples.logprobs`` up to float error, provided dropout is off
+    (``model.eval()`` still lets grads flow; the tiny Qwen2 has no dropout anyway). The
+    start policy's log-probs for the KL use top_p = 1: its own nucleus may not hold a token the
+    policy drew, and the KL would be infinite. Micro-batch with ``samples.select`` when (B, T, V)
+    logits do not fit.
     """
     device = next(model.parameters()).device
     prompt_ids, completion_ids = samples.prompt_ids.to(device), samples.completion_ids.to(device)
@@ -290,11 +296,8 @@ def completion_logprobs(model, samples: Samples, *, temperature: float = 1.0) ->
     keep = {"logits_to_keep": steps + 1} if _accepts(model, "logits_to_keep") else {}
     logits = model(input_ids=ids, attention_mask=mask, position_ids=positions_from_mask(mask),
                    use_cache=False, **keep).logits
-    logits = logits[:, -steps - 1:-1].float()                                   # (B, T, V)
-    if temperature not in (0.0, 1.0):
-        logits = logits / temperature
-    log_probs = logits.log_softmax(-1)                                          # (B, T, V)
-    token_logprobs = log_probs.gather(-1, completion_ids[..., None])[..., 0]    # (B, T)
-    with torch.no_grad():
-        entropy = -(log_probs.exp() * log_probs).sum(-1)                        # (B, T)
-    return token_logprobs * completion_mask, entropy * completion_mask
+    logits = logits[:, -steps - 1:-1]                                           # (B, T, V), a view
+    if not entropy:
+        return sampled_logprobs(logits, completion_ids, temperature, top_p) * completion_mask, None
+    token_logprobs, entropies = sampled_logprobs_and_entropy(logits, completion_ids, temperature, top_p)
+    return token_logprobs * completion_mask, entropies * completion_mask

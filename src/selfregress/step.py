@@ -1,7 +1,7 @@
 """One step of a campaign, and its held-out evaluation.
 
-A step reads top to bottom: sample prompts -> generate -> grade -> advantages -> loss ->
-optimizer step. Only the update differs between conditions: the advantage function and the
+A step reads top to bottom: sample prompts -> generate -> grade -> log-probs -> advantages ->
+loss -> optimizer step. Only the update differs between conditions: the advantage function and the
 penalty are chosen once, by name, in ``updates.make_update``. Both functions return plain
 ``dict[str, float]`` metrics; the campaign (``campaign.py``) logs them.
 """
@@ -19,7 +19,8 @@ import torch
 from selfregress import metric_keys as K
 from selfregress.distributed import SINGLE, Dist
 from selfregress.evaluation import evaluate
-from selfregress.losses import distinct_ratio, kl_k3, policy_gradient_loss
+from selfregress.grading import fail_if_unresolved, grade_retrying
+from selfregress.losses import distinct_ratio, k3_sequence, policy_gradient_loss
 from selfregress.policy import build_prompt, extract_program
 from selfregress.sampling import completion_logprobs, sample
 from selfregress.updates import Update
@@ -43,7 +44,10 @@ class StepTimes:
 def train_step(policy, ref_model, optimizer, update: Update, tasks: Sequence, grader, *,
                group_size: int, temperature: float, top_p: float, max_new_tokens: int,
                seed: int, times: StepTimes, dist: Dist = SINGLE) -> dict[str, float]:
-    """Sample -> grade -> advantages -> loss -> optimizer step. Returns the train/* metrics.
+    """Sample -> grade -> log-probs -> advantages -> loss -> optimizer step. Returns the train/* metrics.
+
+    ``ref_model`` (the campaign's start policy) is read only if ``update.penalty.needs_reference``
+    (the kl condition), and may be None otherwise; so ``train/kl_to_start`` is logged by kl only.
 
     Under ``accelerate launch``, ``tasks`` is this process's share of the step's prompts; the
     gradients are averaged across processes before the (identical) optimizer step.
@@ -58,23 +62,35 @@ def train_step(policy, ref_model, optimizer, update: Update, tasks: Sequence, gr
     programs = [extract_program(text) for text in samples.texts]
     t1 = time.perf_counter()
 
-    # 3. Grade: the reward is 1 iff every test passes.
-    verdicts = grader.grade_many([(p, tasks[i // group_size]) for i, p in enumerate(programs)])
-    rewards = torch.tensor([v.reward for v in verdicts])                       # (B,)
+    # 3. Grade: the reward is 1 iff every test passes. A sandbox_error is retried once; one that
+    # persists (on any process) fails the step before anything is trained on it.
+    graded = grade_retrying(grader, [(p, tasks[i // group_size]) for i, p in enumerate(programs)])
+    sandbox_errors, unresolved = _total(dist, graded.sandbox_errors, graded.unresolved)
+    fail_if_unresolved("training step", sandbox_errors, unresolved, len(programs) * dist.world, graded.detail)
+    rewards = torch.tensor([v.reward for v in graded.verdicts], device=samples.completion_ids.device)   # (B,)
     t2 = time.perf_counter()
 
-    # 4. Advantages.
-    advantages = update.advantages_for(rewards, group_size)                    # (B,)
-
-    # 5. Loss: policy gradient + the condition's penalty.
-    logprobs, entropy = completion_logprobs(policy.model, samples)             # (B, T) each
-    with torch.no_grad():
-        ref_logprobs, _ = completion_logprobs(ref_model, samples)              # (B, T)
+    # 4. Log-probs of the distribution that was sampled (temperature, nucleus); the start
+    # policy's (same temperature, no nucleus: its own could exclude a drawn token) only when
+    # the penalty reads them.
+    logprobs, entropy = completion_logprobs(policy.model, samples, temperature=temperature,
+                                            top_p=top_p)                      # (B, T) each
     mask = samples.completion_mask                                              # (B, T)
-    pg_loss = policy_gradient_loss(logprobs, mask, advantages, max_new_tokens)
-    loss = pg_loss + update.penalty(policy, samples, logprobs, ref_logprobs)
+    ref_logprobs = None
+    if update.penalty.needs_reference:
+        with torch.no_grad():
+            ref_logprobs, _ = completion_logprobs(ref_model, samples, temperature=temperature,
+                                                  entropy=False)               # (B, T)
 
-    # 6. Optimizer step.
+    # 5. Advantages of the reward, less the penalty's share of it (k1's beta * log r(y)).
+    advantages = update.advantages_for(rewards - update.penalty.reward(logprobs, ref_logprobs, mask),
+                                       group_size)                             # (B,)
+
+    # 6. Loss: policy gradient + the penalty's loss term.
+    pg_loss = policy_gradient_loss(logprobs, mask, advantages, max_new_tokens)
+    loss = pg_loss + update.penalty.loss(policy, logprobs, ref_logprobs, mask)
+
+    # 7. Optimizer step.
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     dist.average_gradients(policy.model.parameters())
@@ -86,21 +102,28 @@ def train_step(policy, ref_model, optimizer, update: Update, tasks: Sequence, gr
     times.update += t3 - t2
 
     tokens = mask.sum().clamp(min=1)
-    with torch.no_grad():
-        kl = kl_k3(logprobs.detach(), ref_logprobs, mask).item()
-    return dist.mean({
+    metrics = {
         K.TRAIN_REWARD_MEAN: rewards.mean().item(),
         K.TRAIN_ENTROPY: ((entropy.detach() * mask).sum() / tokens).item(),
-        K.TRAIN_KL_TO_START: kl,
         K.TRAIN_LOSS: loss.item(),
         K.TRAIN_GRAD_NORM: float(grad_norm),
         K.TRAIN_RESPONSE_LENGTH: mask.sum(dim=1).float().mean().item(),
         K.TRAIN_DISTINCT_RATIO: distinct_ratio(programs),
-    })
+    }
+    if ref_logprobs is not None:   # KL(pi || pi_start) of whole completions: mean over them of sum_t k3
+        metrics[K.TRAIN_KL_TO_START] = k3_sequence(logprobs.detach(), ref_logprobs, mask).mean().item()
+    return {**dist.mean(metrics), K.SANDBOX_ERRORS: float(sandbox_errors)}
+
+
+def _total(dist: Dist, *counts: int) -> tuple[int, ...]:
+    """Counts summed over the training processes (the counts themselves on one process)."""
+    if dist.world == 1:
+        return counts
+    return tuple(sum(column) for column in zip(*dist.gather(counts)))
 
 
 def frozen_copy(model):
-    """The campaign's start policy, for KL: an eval-mode copy with no gradients."""
+    """The campaign's start policy, for the KL penalty: an eval-mode copy with no gradients."""
     ref = copy.deepcopy(model).eval()
     for p in ref.parameters():
         p.requires_grad_(False)
@@ -113,11 +136,10 @@ def evaluate_step(policy, eval_tasks, grader, *, samples: int, temperature: floa
     and the counts are gathered, so every process returns the same numbers."""
     t0 = time.perf_counter()
     result = evaluate(policy, dist.shard(eval_tasks), grader, samples=samples, temperature=temperature,
-                      top_p=top_p, max_new_tokens=max_new_tokens, seed=seed + 7919 * dist.rank)
-    successes, trials = result.successes.sum(), result.trials
-    if dist.world > 1:
-        counts = dist.gather((int(successes), trials))
-        successes, trials = sum(c[0] for c in counts), sum(c[1] for c in counts)
+                      top_p=top_p, max_new_tokens=max_new_tokens, seed=seed + 7919 * dist.rank, check=False)
+    successes, trials, sandbox_errors, unresolved = _total(
+        dist, int(result.successes.sum()), result.trials, result.sandbox_errors, result.unresolved)
+    fail_if_unresolved("evaluation", sandbox_errors, unresolved, trials, result.sandbox_detail)
     times.evaluation += time.perf_counter() - t0
     return {K.PASS_AT_1: float(successes / max(trials, 1)), K.EVAL_SUCCESSES: float(successes),
-            K.EVAL_TRIALS: float(trials)}
+            K.EVAL_TRIALS: float(trials), K.SANDBOX_ERRORS: float(sandbox_errors)}

@@ -103,29 +103,35 @@ def default_sweep_id(jobs: list[Job]) -> str:
     return hashlib.sha256(f"{shared}{code_version()}".encode()).hexdigest()[:10]
 
 
-def same_chains(store, job: Job, finished: bool) -> list:
-    """Chain runs with this job's configuration and the current code, FINISHED or not, newest first."""
-    return store.chains_like(config_hash(job.config), code_version(), finished)
+def same_chains(store, job: Job, finished: bool, base_digest: str = "") -> list:
+    """Chain runs with this job's configuration, base weights (their sha256) and the current code,
+    FINISHED or not, newest first."""
+    return store.chains_like(config_hash(job.config, base_digest=base_digest), code_version(), finished)
 
 
-def finished_chain(store, job: Job) -> str | None:
+def finished_chain(store, job: Job, base_digest: str = "") -> str | None:
     """The run id of a FINISHED chain with this job's configuration and the current code, if any."""
-    runs = same_chains(store, job, finished=True)
+    runs = same_chains(store, job, finished=True, base_digest=base_digest)
     return runs[0].info.run_id if runs else None
 
 
-def chain_to_resume(store, job: Job) -> str | None:
+def chain_to_resume(store, job: Job, base_digest: str = "") -> str | None:
     """The chain_id of the newest unfinished chain of this job (killed mid-sweep), if any: the
     sweep resumes it, so its finished campaigns are not run again."""
-    runs = same_chains(store, job, finished=False)
+    runs = same_chains(store, job, finished=False, base_digest=base_digest)
     return runs[0].data.tags[K.CHAIN_ID] if runs else None
 
 
-def run_sweep(config: SweepConfig, store, log=print, attach_run_id: str | None = None) -> dict[str, int]:
-    """Run every chain not already in the store; return counts of finished, skipped and failed."""
+def run_sweep(config: SweepConfig, store, log=print, attach_run_id: str | None = None,
+              base_digest: str = "") -> dict[str, int]:
+    """Run every chain not already in the store; return counts of finished, skipped and failed.
+
+    ``base_digest``: the sha256 of the base's weights (``base_identity.pin``), which the chains
+    put in their config hash: a chain on other weights under the same alias is not reused.
+    """
     jobs = plan_jobs(config)
     sweep_id = config.sweep_id or default_sweep_id(jobs)
-    todo = [j for j in jobs if finished_chain(store, j) is None]
+    todo = [j for j in jobs if finished_chain(store, j, base_digest) is None]
     log(f"sweep {sweep_id}: {len(jobs)} chains, {len(jobs) - len(todo)} already finished, "
         f"{len(todo)} to run on {config.workers} workers")
     # Each chain process gets one torch thread and an equal share of the cores for its grader.
@@ -139,7 +145,7 @@ def run_sweep(config: SweepConfig, store, log=print, attach_run_id: str | None =
                    attach_run_id=attach_run_id) as sweep_run:
 
         def run_one(job: Job) -> None:
-            resume = chain_to_resume(store, job)
+            resume = chain_to_resume(store, job, base_digest)
             if resume:
                 log(f"sweep {sweep_id}: {job.condition} seed {job.seed}: resuming chain {resume}")
             code = run_chain_process(job, sweep_id, sweep_run.run_id, experiment, grader_workers, log, resume)

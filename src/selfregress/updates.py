@@ -1,8 +1,10 @@
 """The update rule of a condition: the advantage function and the penalty, chosen once by name.
 
 ``make_update("reinforce" | "kl" | "ewc" | "grpo", ...)`` returns an ``Update``; a campaign's
-steps call it for the advantages and the penalty. A new rule is a new penalty class (or an
-advantage function in ``losses.ADVANTAGES``) and a branch in ``make_update``.
+steps call it for the advantages and the penalty. A penalty acts in one or both of two places:
+``reward`` (B,) is subtracted from the rewards before the advantages (k1's KL), and ``loss`` ()
+is added to the policy-gradient loss (k2/k3's KL, EWC). A new rule is a new penalty class (or
+an advantage function in ``losses.ADVANTAGES``) and a branch in ``make_update``.
 """
 
 from __future__ import annotations
@@ -12,25 +14,44 @@ from typing import Callable, Protocol
 
 import torch
 
-from selfregress.losses import ADVANTAGES, ewc_penalty, kl_k3, update_ema
+from selfregress.losses import ADVANTAGES, KL_ESTIMATORS, KLEstimator, ewc_penalty, update_ema
 from selfregress.sampling import completion_logprobs
 
 
 class Penalty(Protocol):
-    def __call__(self, policy, samples, logprobs: torch.Tensor, ref_logprobs: torch.Tensor) -> torch.Tensor: ...
+    needs_reference: bool   # whether it reads the start policy's log-probs (else they are None)
+
+    def reward(self, logprobs: torch.Tensor, ref_logprobs: torch.Tensor | None,
+               mask: torch.Tensor) -> torch.Tensor: ...                      # (B,), detached
+
+    def loss(self, policy, logprobs: torch.Tensor, ref_logprobs: torch.Tensor | None,
+             mask: torch.Tensor) -> torch.Tensor: ...                        # ()
 
 
-def no_penalty(policy, samples, logprobs, ref_logprobs):
-    return logprobs.new_zeros(())
+class NoPenalty:
+    needs_reference = False
+
+    def reward(self, logprobs, ref_logprobs, mask):
+        return logprobs.new_zeros(logprobs.shape[0])
+
+    def loss(self, policy, logprobs, ref_logprobs, mask):
+        return logprobs.new_zeros(())
 
 
 @dataclass
 class KLPenalty:
-    """beta * KL(pi || pi_start), k3 estimator on the step's own samples."""
+    """beta * KL(pi || pi_start) through one estimator of ``losses.KL_ESTIMATORS`` (in the reward
+    for k1, in the loss for k2/k3); ``max_tokens`` normalises it like the policy-gradient loss."""
     beta: float
+    estimator: KLEstimator
+    max_tokens: int
+    needs_reference = True
 
-    def __call__(self, policy, samples, logprobs, ref_logprobs):
-        return self.beta * kl_k3(logprobs, ref_logprobs, samples.completion_mask)
+    def reward(self, logprobs, ref_logprobs, mask):
+        return self.estimator.reward_penalty(self.beta, logprobs, ref_logprobs, mask)
+
+    def loss(self, policy, logprobs, ref_logprobs, mask):
+        return self.estimator.loss(self.beta, logprobs, ref_logprobs, mask, self.max_tokens)
 
 
 @dataclass
@@ -39,23 +60,29 @@ class EWCPenalty:
     lam: float
     anchors: list[torch.Tensor]
     fisher: list[torch.Tensor]
+    needs_reference = False
 
-    def __call__(self, policy, samples, logprobs, ref_logprobs):
+    def reward(self, logprobs, ref_logprobs, mask):
+        return logprobs.new_zeros(logprobs.shape[0])
+
+    def loss(self, policy, logprobs, ref_logprobs, mask):
         params = [p for p in policy.model.parameters() if p.requires_grad]
         return self.lam * ewc_penalty(params, self.anchors, self.fisher)
 
 
-def diagonal_fisher(policy, samples) -> list[torch.Tensor]:
-    """Empirical diagonal Fisher: the mean over sequences of (d log p(y|x) / d theta)^2.
+def diagonal_fisher(policy, samples, *, temperature: float, top_p: float) -> list[torch.Tensor]:
+    """Empirical diagonal Fisher: the mean over sequences of (d log p~(y|x) / d theta)^2.
 
-    One backward pass per sequence (per-sequence gradients must be squared before averaging);
-    cheap for the tiny model, and taken once per campaign.
+    p~ is the distribution the samples were drawn from (temperature and nucleus), as in the
+    loss. One backward pass per sequence (per-sequence gradients must be squared before
+    averaging); cheap for the tiny model, and taken once per campaign.
     """
     params = [p for p in policy.model.parameters() if p.requires_grad]
     fisher = [torch.zeros_like(p) for p in params]
     for row in range(samples.completion_ids.shape[0]):
         one = samples.select([row])
-        logprobs, _ = completion_logprobs(policy.model, one)
+        logprobs, _ = completion_logprobs(policy.model, one, temperature=temperature, top_p=top_p,
+                                          entropy=False)
         grads = torch.autograd.grad((logprobs * one.completion_mask).sum(), params, allow_unused=True)
         for f, g in zip(fisher, grads):
             if g is not None:
@@ -81,15 +108,16 @@ class Update:
         return self.advantages(rewards, group_size, baseline=baseline)
 
 
-def make_update(condition_update: str, *, kl_beta: float, ewc_lambda: float, baseline: str,
+def make_update(condition_update: str, *, kl_beta: float, kl_estimator: str, max_new_tokens: int,
+                ewc_lambda: float, baseline: str, temperature: float, top_p: float,
                 policy=None, fisher_samples=None) -> Update:
     """The condition's update, chosen once. ``condition_update`` is reinforce | kl | ewc | grpo."""
     advantage = "grpo" if condition_update == "grpo" else "reinforce"
-    penalty: Penalty = no_penalty
+    penalty: Penalty = NoPenalty()
     if condition_update == "kl":
-        penalty = KLPenalty(kl_beta)
+        penalty = KLPenalty(kl_beta, KL_ESTIMATORS[kl_estimator], max_new_tokens)
     elif condition_update == "ewc":
         params = [p for p in policy.model.parameters() if p.requires_grad]
         penalty = EWCPenalty(ewc_lambda, [p.detach().clone() for p in params],
-                             diagonal_fisher(policy, fisher_samples))
+                             diagonal_fisher(policy, fisher_samples, temperature=temperature, top_p=top_p))
     return Update(ADVANTAGES[advantage], penalty, baseline)

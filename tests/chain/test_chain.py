@@ -17,7 +17,7 @@ from selfregress.policy import load_policy
 
 from .conftest import TINY_CHAIN
 
-TRAIN_KEYS = [K.TRAIN_REWARD_MEAN, K.TRAIN_ENTROPY, K.TRAIN_KL_TO_START, K.TRAIN_LOSS,
+TRAIN_KEYS = [K.TRAIN_REWARD_MEAN, K.TRAIN_ENTROPY, K.TRAIN_LOSS,
               K.TRAIN_GRAD_NORM, K.TRAIN_RESPONSE_LENGTH, K.TRAIN_DISTINCT_RATIO]
 
 
@@ -59,6 +59,11 @@ def test_condition_logs_everything(condition, mlflow_store, grader_pool, tiny_ba
         assert sorted(record.checkpoints) == [0, 1, 2]
         for key in TRAIN_KEYS:
             assert sorted(mlflow_store.metric_history(record.run_id, key)) == [1, 2], key
+        # the start policy is run (and its KL logged) only where a penalty reads it
+        kl = mlflow_store.metric_history(record.run_id, K.TRAIN_KL_TO_START)
+        assert sorted(kl) == ([1, 2] if condition == "kl" else []), kl
+        if condition == "kl":   # step 1 samples the start policy itself: KL 0 up to float error
+            assert abs(kl[1]) < 1e-4 and kl[2] > 0
         # the update really moved the policy
         assert not torch.equal(weights(f"models:/{record.checkpoints[0]}"),
                                weights(f"models:/{record.checkpoints[2]}"))

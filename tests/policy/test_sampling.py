@@ -6,10 +6,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from selfregress import sampling, token_draw
+from selfregress import logprobs as logprobs_module
+from selfregress import sampling
+from selfregress.logprobs import nucleus
 from selfregress.policy import build_prompt, load_policy
 from selfregress.sampling import Samples, completion_logprobs, encode_prompts, sample
-from selfregress.token_draw import _nucleus, sample_tokens
+from selfregress.token_draw import sample_tokens
 
 
 def assert_same_samples(a: Samples, b: Samples, atol: float = 1e-4) -> None:
@@ -61,11 +63,11 @@ def reference_nucleus(probs: torch.Tensor, top_p: float) -> set[int]:
 
 @pytest.mark.parametrize("candidates", [64, 3])  # 3 forces the fall-back to a full sort
 def test_nucleus_matches_a_reference_loop(monkeypatch, candidates):
-    monkeypatch.setattr(token_draw, "NUCLEUS_CANDIDATES", candidates)
+    monkeypatch.setattr(logprobs_module, "NUCLEUS_CANDIDATES", candidates)
     torch.manual_seed(0)
     probs = torch.softmax(torch.randn(20, 50) * 2, dim=-1)
     for top_p in (0.3, 0.8, 0.95):
-        weights, ids = _nucleus(probs, top_p)
+        weights, ids = nucleus(probs, top_p)
         for row in range(20):
             kept = {int(i) for i, w in zip(ids[row], weights[row]) if w > 0}
             assert kept == reference_nucleus(probs[row], top_p)
@@ -78,6 +80,17 @@ def test_top_p_only_draws_inside_the_nucleus():
     counts = torch.bincount(tokens, minlength=4).tolist()
     assert counts[2:] == [0, 0]                                      # 0.5 + 0.3 >= 0.75
     assert counts[0] == pytest.approx(625, abs=2)                    # renormalised: 0.5 / 0.8
+    # the log-prob is that of the renormalised nucleus, log(p / 0.8): what the loss scores
+    _, logprobs = sample_tokens(probs.log().expand(2, 4), torch.tensor([0.1, 0.9]), temperature=1.0, top_p=0.75)
+    torch.testing.assert_close(logprobs, torch.tensor([0.5 / 0.8, 0.3 / 0.8]).log())
+
+
+def test_top_p_ties_are_kept_in_token_id_order():
+    # 100 equal weights, top_p 0.3: exactly ids 0..29 are ever drawn (logprobs.nucleus's rule).
+    grid = (torch.arange(3000) + 0.5) / 3000
+    tokens, logprobs = sample_tokens(torch.zeros(3000, 100), grid, temperature=0.7, top_p=0.3)
+    assert torch.bincount(tokens, minlength=100).tolist() == [100] * 30 + [0] * 70
+    torch.testing.assert_close(logprobs, torch.full((3000,), 1 / 30).log())
 
 
 # ---- many tokens: sample() -------------------------------------------------------------------------
@@ -238,6 +251,13 @@ def test_logprobs_agree_at_another_temperature_and_after_eos(eos_heavy, prompts)
     log_p = (logits[:, -steps - 1:-1] / 0.7).log_softmax(-1)
     expected = -(log_p.exp() * log_p).sum(-1) * out.completion_mask
     torch.testing.assert_close(entropy.detach(), expected, atol=1e-4, rtol=0)
+    # With a nucleus too: the sampler's log p~ and the loss's agree (one truncation rule), and
+    # they differ from the untruncated tempered log-prob wherever the nucleus cut anything.
+    out = sample(eos_heavy, prompts, n=4, max_new_tokens=20, temperature=0.7, top_p=0.8, seed=2)
+    logprobs, _ = completion_logprobs(eos_heavy.model, out, temperature=0.7, top_p=0.8)
+    torch.testing.assert_close(logprobs.detach(), out.logprobs, atol=1e-4, rtol=0)
+    untruncated, _ = completion_logprobs(eos_heavy.model, out, temperature=0.7)
+    assert (logprobs.detach() - untruncated.detach())[out.completion_mask == 1].min() > 1e-3
 
 
 def test_gradients_flow_through_completion_logprobs(qwen, prompts):
