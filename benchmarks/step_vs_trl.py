@@ -57,6 +57,8 @@ from typing import Callable, Sequence
 
 import torch
 
+from grader import Outcome
+
 # The tests' tiny base (tests/chain/conftest.py TINY_BASE): reaches ~5% held-out pass@1 in a
 # few hundred SFT steps, a minute or two on a laptop core.
 TINY_BASE = dict(seed=0, band_low=0.05, band_high=1.0, vocab_size=512, hidden_size=64, layers=2,
@@ -130,7 +132,9 @@ class _ScoreGrader:
         self.score = score
 
     def grade_many(self, pairs):
-        return [SimpleNamespace(reward=r) for r in self.score(list(pairs))]
+        # Verdict-shaped: train_step counts sandbox errors by outcome (grading.py).
+        return [SimpleNamespace(reward=r, passed=bool(r), outcome=Outcome.PASSED if r else Outcome.WRONG_ANSWER)
+                for r in self.score(list(pairs))]
 
 
 def median_parts(steps: list[dict[str, float]]) -> dict[str, float]:

@@ -8,15 +8,14 @@ This is the hot path of every RL step (sample -> grade -> advantages -> loss -> 
   whole cache (``DynamicCache`` copies O(length) per layer per step);
 - a token is drawn by inverse-CDF sampling (softmax, cumsum, one uniform per row): on CPU
   ``torch.multinomial`` costs ~9 ms for a (256, 1000) batch, this ~0.5 ms;
-- rows that reached EOS are dropped from the batch (and its cache) once enough of them
-  have finished, so the batch shrinks as programs end.
+- rows that reached EOS are dropped from the batch (and its cache) once enough have ended.
 
 One uniform is drawn per output row per step whatever the batch still holds, so the samples
-depend on the seed and the batch (prompts, n), not on when finished rows are dropped.
-The same code runs any Hugging Face causal LM on any device (``policy.device``).
+depend on the seed and the batch (prompts, n), not on when finished rows are dropped. The same
+code runs any Hugging Face causal LM on any device (``policy.device``).
 
-Notation: N prompts, n samples per prompt, B = N * n rows, P prompt tokens (left-padded),
-T completion tokens (right-padded), V vocabulary.
+Notation: N prompts, n samples per prompt, B = N * n rows, P prompt tokens (left-padded), T
+completion tokens (right-padded), V vocabulary.
 """
 
 from __future__ import annotations
@@ -34,10 +33,9 @@ from selfregress.token_draw import sample_tokens
 if TYPE_CHECKING:
     from selfregress.policy import Policy
 
-# Finished rows are dropped from the batch once they are at least this share of it. Dropping
-# copies the KV cache, so doing it for every finished row costs more than it saves. Measured on
-# 64 x 4 testbed samples (mean 48 of at most 128 tokens), CPU s: never 1.33, every finish 1.37,
-# 1/8 1.04, 1/4 1.04, 1/2 1.16.
+# Finished rows are dropped once they are at least this share of the batch (dropping copies the
+# KV cache). Measured on 64 x 4 testbed samples (mean 48 of at most 128 tokens), CPU s: never
+# 1.33, every finish 1.37, 1/8 1.04, 1/4 1.04, 1/2 1.16.
 COMPACT_FRACTION = 0.25
 
 
@@ -280,9 +278,8 @@ def completion_logprobs(model, samples: Samples, *, temperature: float = 1.0, to
     ``logprobs.nucleus``). This is what the policy-gradient loss, the KL and the Fisher
     differentiate. entropy[i, t] = H(p~) of the same distribution, detached (a diagnostic), or
     None with ``entropy=False``. Both are 0 where completion_mask is 0. At the sampling settings
-    this recomputes ``samples.logprobs`` up to float error, provided dropout is off
-    (``model.eval()`` still lets grads flow; the tiny Qwen2 has no dropout anyway). The
-    start policy's log-probs for the KL use top_p = 1: its own nucleus may not hold a token the
+    this recomputes ``samples.logprobs`` up to float error, provided dropout is off (``model.eval()``
+    still lets grads flow). The start policy's log-probs for the KL use top_p = 1: its own nucleus may not hold a token the
     policy drew, and the KL would be infinite. Micro-batch with ``samples.select`` when (B, T, V)
     logits do not fit.
     """
