@@ -63,12 +63,13 @@ def test_no_baseline_gives_dashes_not_a_crash():
 
 def test_sandbox_share_only_where_logged_and_csv_matches_metrics():
     rows = table([chain("naive", 0, 0.1, sandbox=8.0), chain("naive", 1, 0.1)])
-    assert rows[0].sandbox_share == pytest.approx(8.0 / 256)       # seeds that logged it, over their samples
-    assert "| sandbox errors % |" in markdown_table(rows, "naive") and "| 3.12 |" in markdown_table(rows, "naive")
+    # seeds that logged it, over the programs they graded: 256 RL samples + 2 x 3 evaluations x 24
+    assert rows[0].sandbox_share == pytest.approx(8.0 / 400)
+    assert "| sandbox errors % |" in markdown_table(rows, "naive") and "| 2.00 |" in markdown_table(rows, "naive")
     [row] = csv_rows(rows)
     metrics = table_metrics(rows)
     assert metrics["table/naive/end_mean"] == row["end_mean"] == pytest.approx(0.1)
-    assert metrics["table/naive/sandbox_error_share"] == pytest.approx(8.0 / 256)
+    assert metrics["table/naive/sandbox_error_share"] == pytest.approx(8.0 / 400)
     assert "table/naive/seeds" not in metrics                     # text columns stay in the CSV
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import uuid
 
 from selfregress import base_identity
+from selfregress import datasets
 from selfregress import metric_keys as K
 from selfregress.campaign import Plan, run_campaign, train_campaign
 from selfregress.chain_config import NOT_IN_CONFIG_HASH, ChainConfig, chain_tags
@@ -23,7 +24,7 @@ from selfregress.distributed import SINGLE, Dist
 from selfregress.errors import UserError
 from selfregress.policy import load_policy
 from selfregress.progress import Progress
-from selfregress.records import campaign_records, chain_curve, chain_summary, split_tasks
+from selfregress.records import campaign_records, chain_curve, chain_splits, chain_summary, split_tasks
 from selfregress.report_eval import ReportEvaluator
 from selfregress.run_notes import campaign_steps, chain_note  # tune: run descriptions
 
@@ -107,12 +108,16 @@ def run_chain(config: ChainConfig, store, grader, base_model: str, log=print,
         chain_id = uuid.uuid4().hex[:12]
         pinned = base_identity.pin(store, base_model if config.model == "base" else config.model)
         base_model = pinned.uri
+        splits = chain_splits(config)
         context = store.run(f"{config.condition}-s{config.seed}", "chain",
-                            tags={**chain_tags(config, chain_id, pinned.uri, sweep_id, pinned.digest),
+                            tags={**chain_tags(config, chain_id, pinned.uri, sweep_id, pinned.digest,
+                                               datasets.split_digests(splits)),
                                   **pinned.tags(), K.PROCESSES: str(dist.world),
                                   K.NOTE: chain_note(config, chain_id, pinned.uri)},  # tune: description
                             params=as_params(config), attach_run_id=attach_run_id, parent=parent)
     with context as chain_run:
+        if config.resume.lower() == "false":   # the splits as MLflow datasets (UI: Datasets column)
+            datasets.log_splits(splits, run_id=chain_run.run_id, source=config.tasks, client=store.client)
         supersede_unfinished(store, chain_id)
         records = campaign_records(store, chain_id)
         # Report-split figures: a resumed chain fills in only what a kill left unlogged.

@@ -121,20 +121,24 @@ def code_version() -> str:
     return digest.hexdigest()[:12]
 
 
-def config_hash(config: ChainConfig, *, without: tuple[str, ...] = (), base_digest: str = "") -> str:
+def config_hash(config: ChainConfig, *, without: tuple[str, ...] = (), base_digest: str = "",
+                splits: dict[str, str] | None = None) -> str:
     """A hash of the resolved settings that decide a chain's numbers (``without``: more to leave out),
-    and of the base's weights (``base_digest``, base_identity.py): ``model=base`` names a moving alias."""
+    of the base's weights (``base_digest``, base_identity.py: ``model=base`` names a moving alias),
+    and of the task splits' contents (``splits``: ``records.split_digests``)."""
     values = {k: v for k, v in as_params(config).items() if k not in NOT_IN_CONFIG_HASH + without}
     if base_digest:
         values["base_digest"] = base_digest
+    if splits:
+        values["splits"] = dict(splits)
     return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:12]
 
 
 def chain_tags(config: ChainConfig, chain_id: str, model: str, sweep_id: str = "",
-               base_digest: str = "") -> dict[str, str]:
+               base_digest: str = "", splits: dict[str, str] | None = None) -> dict[str, str]:
     """The tags of a chain run: what it is, and the hashes a sweep finds a finished chain by."""
     tags = {K.CONDITION: config.condition, K.SEED: str(config.seed), K.CHAIN_ID: chain_id, K.MODEL: model,
-            K.CONFIG_HASH: config_hash(config, base_digest=base_digest), K.CODE_VERSION: code_version()}
+            K.CONFIG_HASH: config_hash(config, base_digest=base_digest, splits=splits), K.CODE_VERSION: code_version()}
     if sweep_id:
         tags[K.SWEEP_ID] = sweep_id
     return tags

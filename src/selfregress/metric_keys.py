@@ -93,5 +93,3 @@ PROMOTED_VERSION = "promoted_version"      # promote runs: the registered versio
 PROMOTED_MODEL_ID = "promoted_model_id"    # promote runs: its LoggedModel id
 SERVABLE_MODEL_ID = "servable_model_id"    # promote runs: the registered pyfunc (serving.py)
 
-# ---- the grader's infrastructure failures (logged per step by the training code when present) -----
-GRADER_SANDBOX_ERRORS = "grader/sandbox_errors"   # sandbox_error verdicts in the step

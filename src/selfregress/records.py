@@ -14,6 +14,7 @@ import functools
 import numpy as np
 
 from selfregress import metric_keys as K
+from selfregress import datasets
 from selfregress.chain_config import ChainConfig
 from selfregress.controllers import CampaignRecord
 from selfregress.errors import UserError
@@ -57,6 +58,26 @@ def split_tasks(config: ChainConfig):
         raise UserError(f"task source {config.tasks} has {len(shuffled)} tasks: need more than "
                         f"eval_tasks={config.eval_tasks} so that some are left for RL")
     return shuffled[config.eval_tasks:][:config.rl_tasks], shuffled[:config.eval_tasks]
+
+
+def chain_splits(config: ChainConfig) -> dict[str, list]:
+    """context -> tasks of a chain's splits (datasets.CONTEXTS): rl, selection, report."""
+    rl_tasks, selection = split_tasks(config)
+    return {"rl": rl_tasks, "selection": selection, "report": report_split(config)}
+
+
+def split_digests(config: ChainConfig) -> dict[str, str]:
+    """context -> content digest of each split (datasets.py): part of the chain's config hash, so
+    that a changed task file, or a changed task generator, is a different configuration."""
+    return dict(_split_digests(config.tasks, config.rl_tasks, config.eval_tasks, config.report_tasks))
+
+
+@functools.lru_cache(maxsize=64)
+def _split_digests(tasks: str, rl_tasks: int, eval_tasks: int, report_tasks: int) -> tuple:
+    # The splits depend on these four settings only (split_tasks, report_split): a sweep's jobs
+    # share one computation.
+    config = ChainConfig(tasks=tasks, rl_tasks=rl_tasks, eval_tasks=eval_tasks, report_tasks=report_tasks)
+    return tuple(datasets.split_digests(chain_splits(config)).items())
 
 
 def report_split(config: ChainConfig) -> list:

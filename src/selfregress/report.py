@@ -99,7 +99,7 @@ def load_chains(store, config: ReportConfig) -> list[Chain]:
     for chain in chains.values():
         chain.records = campaign_records(store, chain.chain_id)
         chain.train = [{key: store.metric_history(r.run_id, key) for key in TRAIN_SERIES} for r in chain.records]
-        errors = [store.metric_history(r.run_id, K.GRADER_SANDBOX_ERRORS) for r in chain.records]
+        errors = [store.metric_history(r.run_id, K.SANDBOX_ERRORS) for r in chain.records]
         chain.sandbox_errors = sum(sum(e.values()) for e in errors) if any(errors) else None
     return sorted(chains.values(), key=lambda c: (list(CONDITIONS).index(c.condition), c.seed))
 

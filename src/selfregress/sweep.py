@@ -28,6 +28,7 @@ from selfregress.conditions import CONDITIONS
 from selfregress.config import (as_params, int_list, option, parse, read_params_file, require_at_least_one,
                                 split_list)
 from selfregress.errors import UserError
+from selfregress.records import split_digests
 
 # The chain settings a sweep passes on (the rest: a params file, e.g. one written by `tune`).
 SHARED = ("model", "tasks", "campaigns", "steps", "batch_size", "group_size", "lr", "max_new_tokens",
@@ -106,7 +107,8 @@ def default_sweep_id(jobs: list[Job]) -> str:
 def same_chains(store, job: Job, finished: bool, base_digest: str = "") -> list:
     """Chain runs with this job's configuration, base weights (their sha256) and the current code,
     FINISHED or not, newest first."""
-    return store.chains_like(config_hash(job.config, base_digest=base_digest), code_version(), finished)
+    return store.chains_like(config_hash(job.config, base_digest=base_digest, splits=split_digests(job.config)),
+                             code_version(), finished)
 
 
 def finished_chain(store, job: Job, base_digest: str = "") -> str | None:

@@ -20,7 +20,7 @@ the selection (eval) split. Per chain (``ChainFigures``, from its campaign recor
 Per condition (``Row``): the mean end with its interval over seeds; the differences from the
 baseline condition and from the start, each paired by seed, with k/n seeds improved (strictly);
 the mean cross-fit gap with its interval; the selected gap; the mean samples and steps; the
-share of sandbox errors among the RL samples. Intervals come from ``stats.mean_interval`` /
+share of sandbox errors among the programs graded in training and selection evaluation. Intervals come from ``stats.mean_interval`` /
 ``stats.paired_interval`` (default ``hall_t``), clipped to where the mean can lie.
 """
 
@@ -47,6 +47,7 @@ class ChainFigures:
     rl_samples: int
     gradient_steps: int
     sandbox_errors: float | None
+    graded_programs: int = 0    # programs graded in training and selection evaluation (the share's base)
 
 
 def has_report_figures(records: list[CampaignRecord]) -> bool:
@@ -69,7 +70,9 @@ def chain_figures(condition: str, seed: int, records: list[CampaignRecord], batc
         crossfit_gap=float(np.mean(gaps)) if gaps else float("nan"),
         selected_gap=float(np.mean([max(r.pass_at_1) - r.pass_at_1[-1] for r in records])),
         selection_end=records[-1].pass_at_1[-1], rl_samples=steps * batch_size * group_size,
-        gradient_steps=steps, sandbox_errors=sandbox_errors)
+        gradient_steps=steps, sandbox_errors=sandbox_errors,
+        # grader/sandbox_errors counts training and selection-evaluation verdicts of each step
+        graded_programs=steps * batch_size * group_size + int(sum(sum(r.trials) for r in records)))
 
 
 @dataclass(frozen=True)
@@ -86,7 +89,7 @@ class Row:
     selection_end: float
     rl_samples: float
     gradient_steps: float
-    sandbox_share: float | None  # sandbox_error verdicts / RL samples (None: not logged)
+    sandbox_share: float | None  # sandbox_error verdicts / programs graded (None: not logged)
     unpaired: list[int]          # seeds that the baseline lacks
 
 
@@ -116,7 +119,7 @@ def table(chains: list[ChainFigures], baseline: str = "naive", method: str = DEF
             selection_end=float(np.mean([runs[s].selection_end for s in seeds])),
             rl_samples=float(np.mean([runs[s].rl_samples for s in seeds])),
             gradient_steps=float(np.mean([runs[s].gradient_steps for s in seeds])),
-            sandbox_share=(sum(c.sandbox_errors for c in logged) / max(sum(c.rl_samples for c in logged), 1)
+            sandbox_share=(sum(c.sandbox_errors for c in logged) / max(sum(c.graded_programs for c in logged), 1)
                            if logged else None),
             unpaired=[s for s in seeds if s not in base] if condition != baseline else []))
     return rows

@@ -88,3 +88,26 @@ def test_same_seed_same_curves(mlflow_store, grader_pool, tiny_base):
 def test_checkpoints_none_keeps_only_campaign_ends(mlflow_store, grader_pool, tiny_base):
     records = campaign_records(mlflow_store, run_tiny(mlflow_store, grader_pool, tiny_base, checkpoints="none"))
     assert sorted(records[0].checkpoints) == [0, 2]      # step 0 links the start, step 2 is the end
+
+
+def test_chain_logs_its_splits_as_datasets(mlflow_store, grader_pool, tiny_base):
+    """The chain run's dataset inputs: one per split, with its context and the digest that the
+    config hash holds (records.split_digests); a changed split is a different configuration."""
+    from selfregress.chain_config import ChainConfig, config_hash
+    from selfregress.config import parse
+    from selfregress.records import split_digests
+
+    chain_id = run_tiny(mlflow_store, grader_pool, tiny_base, condition="naive", seed=3)
+    found = mlflow_store.find_runs(f"tags.chain_id = '{chain_id}' and tags.`selfregress.kind` = 'chain'")
+    chain = mlflow_store.get_run(found[0].info.run_id)
+    inputs = {next(t.value for t in i.tags if t.key == "mlflow.data.context"): i.dataset
+              for i in chain.inputs.dataset_inputs}
+    config = parse(ChainConfig, {k: v for k, v in chain.data.params.items() if k in ChainConfig.__dataclass_fields__})
+    digests = split_digests(config)
+    assert sorted(inputs) == ["report", "rl", "selection"]
+    assert {c: d.digest for c, d in inputs.items()} == digests
+    assert {c: d.name for c, d in inputs.items()} == {c: f"synthetic/{c}" for c in digests}
+    assert chain.data.tags["selfregress.config_hash"] == config_hash(
+        config, base_digest=chain.data.tags["selfregress.base_digest"], splits=digests)
+    smaller = parse(ChainConfig, {**vars(config), "eval_tasks": config.eval_tasks - 1})
+    assert split_digests(smaller)["selection"] != digests["selection"]
