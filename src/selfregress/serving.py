@@ -23,6 +23,7 @@ from __future__ import annotations
 import re
 import shutil
 import tempfile
+import warnings
 from dataclasses import asdict, dataclass
 from importlib import metadata
 from pathlib import Path
@@ -45,6 +46,11 @@ class SamplingDefaults:
     top_p: float = 1.0
     max_new_tokens: int = 96
     seed: int = 0
+
+
+# MLflow warns at class creation that ``predict`` has no type hints; the signature is given
+# explicitly (``signature()``), so type-hint inference is not wanted. Keep CLI output to one line.
+warnings.filterwarnings("ignore", message=".*type hint", category=UserWarning)
 
 
 class ChampionModel(mlflow.pyfunc.PythonModel):

@@ -81,7 +81,8 @@ def test_no_decision_reads_the_report_split(condition, mlflow_store, grader_pool
         selection_ids = {t.task_id for t in split_tasks(config)[1]}
         assert not report_ids & (rl_ids | selection_ids)
         touching = [c for c in calls if c & report_ids]
-        assert touching and all(c == report_ids for c in touching)
+        # (evaluation grades rows as they finish, so one evaluation may be several calls)
+        assert touching and all(c <= report_ids for c in touching) and set().union(*touching) == report_ids
         assert all(not c & report_ids for c in calls if c & selection_ids)
 
 
@@ -113,9 +114,10 @@ def test_report_figures_are_logged_once_reused_and_filled_in_alike(mlflow_store,
 
     # An old chain, logged before report figures existed (simulated: the chain's evaluator does
     # nothing), gets them from `report`'s lazy path: the same numbers the chain would have logged.
-    monkeypatch.setattr(chain_module.ReportEvaluator, "campaign", lambda self, record, in_memory=None: record)
-    old_id = run_chain(config, mlflow_store, grader_pool, tiny_base, log=lambda m: None)
-    monkeypatch.undo()
+    # (a context of its own: monkeypatch.undo() would also undo the store fixture's environment)
+    with monkeypatch.context() as patch:
+        patch.setattr(chain_module.ReportEvaluator, "campaign", lambda self, record, in_memory=None: record)
+        old_id = run_chain(config, mlflow_store, grader_pool, tiny_base, log=lambda m: None)
     old_run = mlflow_store.chain_run(old_id)[0]
     old = Chain(old_run.info.run_id, old_id, "naive", 6, dict(old_run.data.params), 0.0, 0.0, 0.0,
                 records=campaign_records(mlflow_store, old_id))

@@ -85,7 +85,9 @@ def sweep_report_promote(store, model: str, tmp_path, audit: bool = True, **budg
     record = json.loads(promoted.stdout)
     version = store.client.get_model_version_by_alias("selfregress", "champion")
     assert str(version.version) == record["version"]
-    servable = store.client.get_logged_model(version.model_id)       # serving.py's pyfunc over the winner
+    # serving.py's pyfunc over the winner (the sqlite registry may leave version.model_id unset:
+    # the version's source names the LoggedModel)
+    servable = store.client.get_logged_model(version.model_id or version.source.removeprefix("models:/"))
     assert servable.model_type == "pyfunc" and servable.tags["model_id"] == record["model_id"] != version.model_id
     assert {k: version.tags[k] for k in ("condition", "seed", "campaign", "step", "source_run")} == {
         k: str(record[k]) for k in ("condition", "seed", "campaign", "step", "source_run")}
