@@ -48,36 +48,35 @@ class SamplingDefaults:
     seed: int = 0
 
 
-# MLflow warns at class creation that ``predict`` has no type hints; the signature is given
-# explicitly (``signature()``), so type-hint inference is not wanted. Keep CLI output to one line.
-warnings.filterwarnings("ignore", message=".*type hint", category=UserWarning)
+# MLflow warns at class creation that ``predict`` has no type hints (a warnings filter does not
+# silence it); the signature is given explicitly (``signature()``), so type-hint inference is not
+# wanted. Keep a CLI's stderr to its one line.
+with warnings.catch_warnings(record=True):
+    class ChampionModel(mlflow.pyfunc.PythonModel):
+        """A causal LM that answers task statements with programs (see the module docstring)."""
 
+        def load_context(self, context) -> None:
+            from selfregress.policy import load_policy
 
-class ChampionModel(mlflow.pyfunc.PythonModel):
-    """A causal LM that answers task statements with programs (see the module docstring)."""
+            self.policy = load_policy(context.artifacts[CHECKPOINT])
 
-    def load_context(self, context) -> None:
-        from selfregress.policy import load_policy
+        def predict(self, context, model_input, params: dict | None = None):
+            import pandas as pd
 
-        self.policy = load_policy(context.artifacts[CHECKPOINT])
+            from selfregress.policy import build_prompt, extract_program
+            from selfregress.sampling import sample
 
-    def predict(self, context, model_input, params: dict | None = None):
-        import pandas as pd
-
-        from selfregress.policy import build_prompt, extract_program
-        from selfregress.sampling import sample
-
-        settings = {**asdict(SamplingDefaults()), **(params or {})}
-        statements = [str(s) for s in model_input["prompt"]]
-        starters = (list(model_input["starter_code"]) if "starter_code" in model_input.columns
-                    else [None] * len(statements))
-        prompts = [build_prompt(self.policy.tokenizer, s, c if isinstance(c, str) and c else None)
-                   for s, c in zip(statements, starters)]
-        samples = sample(self.policy, prompts, n=1, temperature=float(settings["temperature"]),
-                         top_p=float(settings["top_p"]), max_new_tokens=int(settings["max_new_tokens"]),
-                         seed=int(settings["seed"]))
-        return pd.DataFrame({"program": [extract_program(t) for t in samples.texts],
-                             "completion": samples.texts})
+            settings = {**asdict(SamplingDefaults()), **(params or {})}
+            statements = [str(s) for s in model_input["prompt"]]
+            starters = (list(model_input["starter_code"]) if "starter_code" in model_input.columns
+                        else [None] * len(statements))
+            prompts = [build_prompt(self.policy.tokenizer, s, c if isinstance(c, str) and c else None)
+                       for s, c in zip(statements, starters)]
+            samples = sample(self.policy, prompts, n=1, temperature=float(settings["temperature"]),
+                             top_p=float(settings["top_p"]), max_new_tokens=int(settings["max_new_tokens"]),
+                             seed=int(settings["seed"]))
+            return pd.DataFrame({"program": [extract_program(t) for t in samples.texts],
+                                 "completion": samples.texts})
 
 
 def signature(defaults: SamplingDefaults):

@@ -199,13 +199,14 @@ def test_sweep_finds_what_to_skip_and_what_to_resume(mlflow_store):
     """The cache lookup on a real store: FINISHED chains of the same settings and code are
     skipped, the newest unfinished one is resumed, and other settings or code match nothing."""
     from selfregress.chain_config import chain_tags
+    from selfregress.records import split_digests
     from selfregress.sweep import SweepConfig, chain_to_resume, finished_chain, plan_jobs
 
     [job] = plan_jobs(SweepConfig(conditions="es", seeds="3"))
     [other] = plan_jobs(SweepConfig(conditions="es", seeds="3", steps=7))
 
     def chain(job, chain_id, status, code=None):
-        tags = chain_tags(job.config, chain_id, "m")
+        tags = chain_tags(job.config, chain_id, "m", splits=split_digests(job.config))   # as run_chain tags it
         if code:
             tags["selfregress.code_version"] = code
         run = mlflow_store.client.create_run(mlflow_store.experiment_id,
