@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import time
 from typing import Iterator
 
 class Terminated(BaseException):
@@ -48,8 +49,24 @@ def store_call() -> Iterator[None]:
             raise Terminated(f"received signal {signum}")
 
 
+# A read cut by a dying tracking server (its response broken off half-way: "Connection broken:
+# IncompleteRead") is not retried by MLflow's HTTP retries, which cover connecting and status
+# codes only. A read is safe to repeat, so it is tried again while the server comes back; a
+# write is not (a metric logged twice), and is left to MLflow's own retries.
+READ_PREFIXES = ("get_", "search_")
+READ_RETRY_DELAYS = (1, 2, 4, 8, 15, 30)
+
+
+def broken_transfer(error: Exception) -> bool:
+    """An HTTP read that failed in transport (MLflow's RestException carries a status instead)."""
+    message = str(error)
+    return type(error).__name__ == "MlflowException" and "API request to" in message \
+        and "failed with exception" in message
+
+
 class ShieldedClient:
-    """An MlflowClient whose every method call runs as one `store_call`."""
+    """An MlflowClient whose every method call runs as one `store_call`; reads are retried when
+    the server breaks off its answer (``READ_RETRY_DELAYS``, about a minute in all)."""
 
     def __init__(self, client: MlflowClient):
         self._client = client
@@ -58,9 +75,16 @@ class ShieldedClient:
         attr = getattr(self._client, name)
         if not callable(attr):
             return attr
+        delays = READ_RETRY_DELAYS if name.startswith(READ_PREFIXES) else ()
 
         def call(*args, **kwargs):
-            with store_call():
-                return attr(*args, **kwargs)
+            for delay in (*delays, None):
+                try:
+                    with store_call():
+                        return attr(*args, **kwargs)
+                except Exception as error:
+                    if delay is None or not broken_transfer(error):
+                        raise
+                time.sleep(delay)
 
         return call

@@ -129,6 +129,7 @@ def run_study(config: TuneConfig, store, grader, base_model: str, log=print,
               attach_run_id: str | None = None) -> dict:
     """Run (or resume) the study to ``n_trials``; return the best parameters."""
     import optuna
+    from optuna.trial import TrialState
 
     from selfregress.chain import run_chain
     from selfregress.chain_config import ChainConfig
@@ -179,14 +180,18 @@ def run_study(config: TuneConfig, store, grader, base_model: str, log=print,
                 log(f"trial {trial.number}: {values} -> mean end pass@1 {mean:.4f}")
                 return mean
 
-        done = sum(t.state.is_finished() for t in study.trials)
+        # A failed trial (its process died, or the store went away under it) does not count:
+        # the study resumes to n_trials trials that completed or were pruned.
+        counted = (TrialState.COMPLETE, TrialState.PRUNED)
+        done = sum(t.state in counted for t in study.trials)
         remaining = max(0, config.n_trials - done)
         log(f"study {config.name}: {done} trials finished, running up to {remaining} more")
         if remaining:
             # Other processes on the same storage: their running trials count toward the total
             # too, so together they stop at n_trials (each may finish the trial it has begun).
             study.optimize(objective, n_trials=remaining, catch=(),
-                           callbacks=[optuna.study.MaxTrialsCallback(config.n_trials, states=None)])
+                           callbacks=[optuna.study.MaxTrialsCallback(
+                               config.n_trials, states=(*counted, TrialState.RUNNING, TrialState.WAITING))])
         best = finish_study(study, study_run, config, condition)
     return best
 

@@ -20,7 +20,7 @@ from selfregress.chain_config import ChainConfig, config_hash
 from selfregress.config import parse
 from selfregress.errors import UserError
 from selfregress.grading import SandboxFailure
-from selfregress.records import campaign_records
+from selfregress.records import campaign_records, split_digests
 from selfregress.tracking import BASE_ALIAS, BASE_MODEL_NAME
 
 from .conftest import TINY_CHAIN
@@ -60,7 +60,9 @@ def test_a_moved_alias_does_not_move_a_resumed_chain(mlflow_store, tiny_base, tm
     digest = weights_digest(tiny_base)
     assert chain.data.tags[K.BASE_MODEL] == chain.data.tags[K.MODEL] == f"models:/{first}"
     assert chain.data.tags[K.BASE_DIGEST] == digest
-    assert chain.data.tags[K.CONFIG_HASH] == config_hash(config, base_digest=digest) != config_hash(config)
+    splits = split_digests(config)
+    assert chain.data.tags[K.CONFIG_HASH] == config_hash(config, base_digest=digest, splits=splits)
+    assert config_hash(config, base_digest=digest, splits=splits) != config_hash(config, splits=splits)
 
     second = register(mlflow_store, other_weights(tiny_base, tmp_path / "other"))   # the alias moves
     assert second != first and weights_digest(tmp_path / "other") != digest

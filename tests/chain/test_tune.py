@@ -57,16 +57,19 @@ def test_study_resumes_and_its_best_params_feed_main(tmp_path, cli_store, tiny_b
         assert float(chain.data.params[key]) == pytest.approx(float(best[key]))
 
 
-def test_a_trial_running_in_another_process_counts_toward_the_total(tmp_path, cli_store, tiny_base):
+def test_a_running_trial_counts_toward_the_total_and_a_failed_one_does_not(tmp_path, cli_store, tiny_base):
     from grader import Grader
 
     config = tiny_study(tmp_path, 2)
     other = optuna.create_study(study_name=config.name, storage=config.storage, direction="maximize")
+    for _ in range(2):   # trials whose process died (e.g. its tracking server went away mid-read)
+        other.tell(other.ask(), state=optuna.trial.TrialState.FAIL)
     other.ask()   # another process's trial, still running
     with Grader(workers=2) as grader:
         run_study(config, cli_store, grader, tiny_base, log=lambda m: None)
     states = sorted(t.state.name for t in optuna.load_study(study_name=config.name, storage=config.storage).trials)
-    assert states == ["COMPLETE", "RUNNING"]   # one of ours, not two: the study holds 2 trials
+    # One of ours, not none (the failed two do not count) and not two (the running one does).
+    assert states == ["COMPLETE", "FAIL", "FAIL", "RUNNING"]
 
 
 def test_storage_must_not_be_the_mlflow_store(tmp_path):
