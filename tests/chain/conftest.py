@@ -85,3 +85,56 @@ def cli(*args: str, env: dict | None = None, timeout: float = 300) -> subprocess
 
 def as_options(values: dict) -> list[str]:
     return [item for k, v in values.items() for item in (f"--{k}", str(v))]
+
+
+# ---- servers started by a test (mlflow server, mlflow models serve) ----------------------------
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until_up(url: str, proc: subprocess.Popen, log_file, seconds: float) -> None:
+    """Until ``url`` answers 200, failing with the server's log if it dies or takes too long."""
+    import time
+    import urllib.request
+
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            if urllib.request.urlopen(url, timeout=2).status == 200:
+                return
+        except OSError:
+            pass
+        assert proc.poll() is None, log_file.read_text()[-3000:]
+        assert time.monotonic() < deadline, f"{url} did not answer in {seconds:.0f} s"
+        time.sleep(0.5)
+
+
+def stop_group(proc: subprocess.Popen, url: str) -> None:
+    """Stop a server started with ``start_new_session`` by its PID: SIGTERM to its process group,
+    SIGKILL to whatever of the group is left (a worker outlives its parent for a moment), then
+    wait until ``url`` refuses connections (10 s at most)."""
+    import contextlib
+    import signal
+    import time
+    import urllib.request
+
+    with contextlib.suppress(ProcessLookupError):   # it may have died on its own
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        pass
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(url, timeout=2)
+        except OSError:
+            return
+        time.sleep(0.2)

@@ -17,8 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import as_options
-from .test_tracking_server import free_port
+from .conftest import as_options, free_port
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "tracking_server.sh"
 CHAINS = dict(campaigns=2, steps=2, batch_size=4, group_size=2, eval_tasks=8, eval_samples=2,

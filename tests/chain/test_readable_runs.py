@@ -8,15 +8,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from selfregress import metric_keys as K
 from selfregress.chain import run_chain
 from selfregress.chain_config import ChainConfig
 from selfregress.config import parse
 from selfregress.records import campaign_records
 
-from .conftest import TINY_CHAIN, as_options, cli
+from .conftest import TINY_CHAIN, cli
 
 ROOT = Path(__file__).resolve().parents[2]
 

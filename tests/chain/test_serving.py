@@ -7,20 +7,17 @@ path through the CLI is checked in test_sweep_report_promote.py.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 import urllib.request
 
 import pytest
 
 from selfregress.serving import CONSTRAINTS, SamplingDefaults, log_servable, pinned_requirements
 
-from .test_tracking_server import free_port
+from .conftest import free_port, stop_group, wait_until_up
 
 TASKS = ["Read an integer n and print n + 1.", "Read a line and print it reversed.",
          "Read two integers a and b and print their sum."]
@@ -94,16 +91,7 @@ def test_mlflow_models_serve_answers_invocations(mlflow_store, champion, tmp_pat
                             stdout=log, stderr=subprocess.STDOUT, cwd=elsewhere, env=env, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                if urllib.request.urlopen(f"{url}/ping", timeout=2).status == 200:
-                    break
-            except OSError:
-                pass
-            assert proc.poll() is None, (tmp_path / "serve.log").read_text()[-3000:]
-            assert time.monotonic() < deadline, "mlflow models serve did not come up in 180 s"
-            time.sleep(0.5)
+        wait_until_up(f"{url}/ping", proc, tmp_path / "serve.log", 180)
         body = {"dataframe_split": {"columns": ["prompt"], "data": [[t] for t in TASKS]},
                 "params": {"max_new_tokens": 16, "seed": 1}}
         request = urllib.request.Request(f"{url}/invocations", data=json.dumps(body).encode(),
@@ -113,13 +101,7 @@ def test_mlflow_models_serve_answers_invocations(mlflow_store, champion, tmp_pat
         assert len(predictions) == 3
         assert all(set(p) == {"program", "completion"} and isinstance(p["program"], str) for p in predictions)
     finally:  # stopped by its pid: the server's process group (uvicorn and its workers)
-        with contextlib.suppress(ProcessLookupError):   # it may have died on its own: see serve.log
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        stop_group(proc, f"{url}/ping")
         log.close()
     with pytest.raises(OSError):
         urllib.request.urlopen(f"{url}/ping", timeout=2)

@@ -8,23 +8,14 @@ REST API, and the server is stopped by its PID.
 from __future__ import annotations
 
 import json
-import os
-import signal
-import socket
 import subprocess
 import sys
-import time
 import urllib.request
 
 import pytest
 
+from .conftest import free_port, stop_group, wait_until_up
 from .test_sweep_report_promote import sweep_report_promote
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
@@ -37,27 +28,14 @@ def mlflow_server(tmp_path, monkeypatch):
          "--artifacts-destination", str(tmp_path / "artifacts"), "--workers", "1"],
         stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=tmp_path)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            if urllib.request.urlopen(f"{url}/health", timeout=2).status == 200:
-                break
-        except OSError:
-            pass
-        assert proc.poll() is None, (tmp_path / "server.log").read_text()[-2000:]
-        assert time.monotonic() < deadline, "mlflow server did not come up in 120 s"
-        time.sleep(0.5)
+    log_file = tmp_path / "server.log"
+    wait_until_up(f"{url}/health", proc, log_file, 120)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
     try:
         yield url
     finally:  # stopped by its PID (its process group: the server's workers too)
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        stop_group(proc, f"{url}/health")
         log.close()
     with pytest.raises(OSError):
         urllib.request.urlopen(f"{url}/health", timeout=2)

@@ -25,6 +25,7 @@ the draws that hash into it, in order).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 import random
@@ -187,7 +188,17 @@ def choose_tests(domain: str, steps: tuple[Step, ...], rng: random.Random, n_tes
 # -- the splits ----------------------------------------------------------------------------
 def synthetic_splits(seed: int = 0, n_pretrain: int = 4000, n_rl: int = 256, n_eval: int = 256,
                      n_test: int = 256, config: SyntheticConfig = SyntheticConfig()) -> Splits:
-    """Deterministic for (seed, config); each split is a prefix-stable stream of draws."""
+    """Deterministic for (seed, config); each split is a prefix-stable stream of draws.
+
+    The draws take about a second per thousand tasks and a chain asks for the same splits
+    several times (RL/selection, report, digests), so they are computed once per process: the
+    caller gets its own lists (of the same frozen tasks)."""
+    cached = _synthetic_splits(seed, n_pretrain, n_rl, n_eval, n_test, config)
+    return Splits(**{name: list(tasks) for name, tasks in zip(SPLITS, cached)})
+
+
+@functools.lru_cache(maxsize=16)
+def _synthetic_splits(seed, n_pretrain, n_rl, n_eval, n_test, config: SyntheticConfig) -> tuple:
     want = {"pretrain": n_pretrain, "rl": n_rl, "eval": n_eval, "test": n_test}
     for name, n in want.items():
         if not isinstance(n, int) or n < 0:
@@ -226,7 +237,7 @@ def synthetic_splits(seed: int = 0, n_pretrain: int = 4000, n_rl: int = 256, n_e
             task_id=f"synthetic/s{seed}-{split}-{len(out[split]):04d}", prompt=statement,
             tests=tuple(tests), time_limit_s=config.time_limit_s, memory_mb=config.memory_mb,
             source="synthetic", difficulty=tier, solutions=(reference,)))
-    return Splits(**out)
+    return tuple(tuple(out[name]) for name in SPLITS)
 
 
 def synthetic_tasks(n: int | None = None, split: str = "all", seed: int = 0,
