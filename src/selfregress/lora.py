@@ -139,6 +139,7 @@ def save_adapter(adapted, folder: str | Path, base_ref: str, tokenizer=None) -> 
     """
     folder = Path(folder)
     adapted.save_pretrained(str(folder), selected_adapters=[ADAPTER_NAME])
+    (folder / "README.md").unlink(missing_ok=True)   # peft's blank model card: 5 KB per checkpoint
     (folder / BASE_FILE).write_text(json.dumps({"base": base_ref}) + "\n")
     if tokenizer is not None:
         tokenizer.save_pretrained(str(folder))

@@ -159,3 +159,34 @@ def test_bf16_chain_runs_with_finite_numbers(mlflow_store, grader_pool, tiny_bas
         assert all(math.isfinite(v) for v in mlflow_store.metric_history(records[0].run_id, key).values()), key
     weights = lora_weights(records[0].checkpoints[2])
     assert all(w.dtype == torch.float32 for w in weights.values())
+
+
+def test_adapter_checkpoint_evaluates_and_serves(mlflow_store, tiny_base, tmp_path):
+    """`evaluate --model <adapter>` loads base + adapter; the champion's pyfunc is the adapter
+    merged into its base: a plain folder with the same logits up to float rounding."""
+    from selfregress.policy import load_policy
+    from selfregress.serving import CHECKPOINT, save_servable
+
+    from .conftest import cli
+
+    config = tiny_config(tiny_base, **LORA)
+    policy = campaign_policy(config, tiny_base)
+    with torch.no_grad():
+        for p in lora.trainable_parameters(policy.model):
+            p.add_(0.02 * torch.randn(p.shape, generator=torch.Generator().manual_seed(1)))
+    policy.save(tmp_path / "adapter")
+
+    result = cli("evaluate", "--model", str(tmp_path / "adapter"), "--eval_tasks", "6", "--eval_samples", "2",
+                 "--max_new_tokens", "24", "--workers", "1", "--threads", "1")
+    assert result.returncode == 0, result.stderr
+    assert "pass_at_1:" in result.stdout
+
+    served = save_servable(tmp_path / "adapter", tmp_path / "servable")
+    weights = next((served / "artifacts").glob(f"{CHECKPOINT}*"))
+    assert (weights / "model.safetensors").is_file() and not (weights / "adapter_config.json").exists()
+    merged = load_policy(served, device="cpu")
+    assert merged.adapter is None
+    ids = policy.tokenizer("# Problem\nPrint 1.\n# Solution\n", return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        torch.testing.assert_close(merged.model(input_ids=ids).logits, policy.model(input_ids=ids).logits,
+                                   atol=1e-4, rtol=0)
