@@ -83,7 +83,7 @@ def audit(chains: list, grader, repeats: int, log=print) -> list[dict]:
                 continue
             noise, same, graded = {}, 0, 0
             for name, step in (("peak", peak_step), ("end", end_step)):
-                policy = load_policy(f"models:/{record.checkpoints[step]}")
+                policy = load_policy(f"models:/{record.checkpoints[step]}", **config.policy_options())
                 successes = []
                 for r in range(repeats):
                     result = evaluate(policy, tasks, grader, seed=AUDIT_SEED + 7919 * r, **options)

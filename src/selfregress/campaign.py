@@ -11,21 +11,22 @@ from __future__ import annotations
 
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 
+from selfregress import lora
 from selfregress import metric_keys as K
 from selfregress.chain_config import ChainConfig
 from selfregress.conditions import controller_for
 from selfregress.controllers import ES, CampaignRecord
 from selfregress.distributed import SINGLE, Dist
-from selfregress.policy import build_prompt, load_policy
+from selfregress.policy import Policy, build_prompt, load_policy
 from selfregress.records import read_campaign
 from selfregress.run_notes import campaign_note  # tune: run descriptions
 from selfregress.sampling import sample
-from selfregress.step import StepTimes, evaluate_step, frozen_copy, step_seed, train_step
+from selfregress.step import StepTimes, evaluate_step, start_reference, step_seed, train_step
 from selfregress.updates import make_update
 
 TRAIN, EVAL, FISHER = 0, 1, 2   # purposes, so that every random draw has its own seed
@@ -47,13 +48,33 @@ def wants_checkpoint(config: ChainConfig, curve: list[float]) -> bool:
     return ES(min_delta=config.es_min_delta).is_peak(curve)
 
 
+def campaign_policy(config: ChainConfig, start_model: str) -> Policy:
+    """The start checkpoint, ready to train, on the chain's device and with its autocast dtype.
+
+    Under LoRA (``lora_rank`` > 0) the policy is base + adapter: the start's own adapter when the
+    start is a LoRA checkpoint (ES's peak, CARE's incumbent), else fresh adapters (B = 0: exactly
+    the start model), whose base is the start (the chain's pinned base). Under full fine-tuning a
+    LoRA checkpoint given as the start is merged into its base, and every weight trains.
+    """
+    policy = load_policy(start_model, **config.policy_options(), trainable=config.lora_rank > 0)
+    if config.lora_rank == 0:
+        if policy.adapter is not None:
+            model = policy.adapter.merge_and_unload().requires_grad_(True)
+            policy = replace(policy, model=model, adapter=None, base_ref="")
+        return policy
+    if policy.adapter is None:
+        adapted = lora.attach_lora(policy.model, config.lora_rank, config.lora_alpha)
+        policy = replace(policy, model=lora.policy_model(adapted), adapter=adapted, base_ref=start_model)
+    return policy
+
+
 def run_campaign(config: ChainConfig, store, grader, chain_run, chain_id: str, index: int,
                  plan: Plan, records: list[CampaignRecord], rl_tasks, eval_tasks, progress,
                  dist: Dist = SINGLE, report=None) -> CampaignRecord:
     """One campaign on the main process: its run, its steps, its checkpoints, its decision; then,
     once the run is finished (the decision made), ``report`` (a ``report_eval.ReportEvaluator``)
     evaluates its start, peak and end on the report split, reusing the end policy in memory."""
-    policy = load_policy(plan.start_model)
+    policy = campaign_policy(config, plan.start_model)
     start_id = store.model_id(plan.start_model)
     tags = {K.CAMPAIGN: index, K.CHAIN_ID: chain_id, K.CONDITION: config.condition,
             K.SEED: config.seed, K.START_MODEL: plan.start_model, K.START_MODEL_ID: start_id or ""}
@@ -115,15 +136,17 @@ def train_campaign(config: ChainConfig, policy, grader, index: int, plan: Plan, 
         rng = np.random.default_rng(step_seed(config.seed, index, 0, FISHER))
         chosen = rng.choice(len(rl_tasks), size=min(config.fisher_samples, len(rl_tasks)), replace=False)
         prompts = [build_prompt(policy.tokenizer, rl_tasks[i].prompt, rl_tasks[i].starter_code) for i in chosen]
-        fisher_batch = sample(policy, prompts, n=1, temperature=config.temperature, top_p=config.top_p,
-                              max_new_tokens=config.max_new_tokens, seed=step_seed(config.seed, index, 0, FISHER))
+        with policy.autocast():
+            fisher_batch = sample(policy, prompts, n=1, temperature=config.temperature, top_p=config.top_p,
+                                  max_new_tokens=config.max_new_tokens,
+                                  seed=step_seed(config.seed, index, 0, FISHER))
     update = make_update(config.update, kl_beta=config.kl_beta, kl_estimator=config.kl_estimator,
                          max_new_tokens=config.max_new_tokens, ewc_lambda=config.ewc_lambda,
                          baseline=config.baseline, temperature=config.temperature, top_p=config.top_p,
                          policy=policy, fisher_samples=fisher_batch)
     # The start policy, only for a penalty that reads it (the KL): others skip its forward pass.
-    ref_model = frozen_copy(policy.model) if update.penalty.needs_reference else None
-    optimizer = torch.optim.AdamW(policy.model.parameters(), lr=config.lr * plan.lr_multiplier)
+    reference = start_reference(policy) if update.penalty.needs_reference else None
+    optimizer = torch.optim.AdamW(lora.trainable_parameters(policy.model), lr=config.lr * plan.lr_multiplier)
     evaluation = dict(samples=config.eval_samples, temperature=config.temperature,
                       top_p=config.top_p, max_new_tokens=config.max_new_tokens, times=times, dist=dist)
 
@@ -137,7 +160,7 @@ def train_campaign(config: ChainConfig, policy, grader, index: int, plan: Plan, 
         rng = np.random.default_rng(step_seed(config.seed, index, step, TRAIN))
         batch = [rl_tasks[i] for i in rng.choice(len(rl_tasks), size=config.batch_size,
                                                  replace=config.batch_size > len(rl_tasks))]
-        train = train_step(policy, ref_model, optimizer, update, dist.shard(batch), grader,
+        train = train_step(policy, reference, optimizer, update, dist.shard(batch), grader,
                            group_size=config.group_size, temperature=config.temperature,
                            top_p=config.top_p, max_new_tokens=config.max_new_tokens,
                            seed=step_seed(config.seed, index, step, TRAIN) + dist.rank, times=times, dist=dist)

@@ -16,13 +16,13 @@ import uuid
 from selfregress import base_identity
 from selfregress import datasets
 from selfregress import metric_keys as K
-from selfregress.campaign import Plan, run_campaign, train_campaign
+from selfregress.campaign import Plan, campaign_policy, run_campaign, train_campaign
 from selfregress.chain_config import NOT_IN_CONFIG_HASH, ChainConfig, chain_tags
 from selfregress.config import as_params, same_param
 from selfregress.controllers import CampaignRecord, Decision
 from selfregress.distributed import SINGLE, Dist
 from selfregress.errors import UserError
-from selfregress.policy import load_policy
+from selfregress.policy import resolve_device
 from selfregress.progress import Progress
 from selfregress.records import campaign_records, chain_curve, chain_splits, chain_summary, split_tasks
 from selfregress.report_eval import ReportEvaluator
@@ -85,6 +85,7 @@ def run_chain(config: ChainConfig, store, grader, base_model: str, log=print,
     writes MLflow; it sends every other process each campaign's plan, and they train along.
     """
     rl_tasks, eval_tasks = split_tasks(config)
+    resolve_device(config.policy_options()["device"])   # device=cuda without CUDA: one line, before any run
     if config.batch_size % dist.world:
         raise UserError(f"batch_size={config.batch_size} must be a multiple of the {dist.world} "
                         "training processes, so that every process gets the same number of prompts")
@@ -149,5 +150,5 @@ def follow_chain(config: ChainConfig, grader, rl_tasks, eval_tasks, dist: Dist) 
         kind, index, plan = dist.broadcast()
         if kind == "done":
             return index   # the chain_id
-        train_campaign(config, load_policy(plan.start_model), grader, index, plan, rl_tasks, eval_tasks,
+        train_campaign(config, campaign_policy(config, plan.start_model), grader, index, plan, rl_tasks, eval_tasks,
                        dist, log=None)

@@ -18,6 +18,9 @@ from selfregress.conditions import CONDITIONS, KL_ESTIMATOR_NAMES
 from selfregress.config import as_params, option, parse, require_at_least_one
 from selfregress.errors import UserError
 
+DEVICES = ("auto", "cpu", "cuda")   # device: auto is cuda when torch sees one, else cpu
+DTYPES = ("fp32", "bf16")           # dtype of the forward passes (autocast); weights stay fp32
+
 
 @dataclass(frozen=True)
 class ChainConfig:
@@ -64,6 +67,12 @@ class ChainConfig:
                                "whole completions, exact gradient), k2 (loss: per-token KL(pi || pi_start), "
                                "contexts held fixed), k3 (loss: the REVERSE KL(pi_start || pi), GRPO's and "
                                "TRL's)", KL_ESTIMATOR_NAMES)
+    lora_rank: int = option(0, "LoRA rank: train adapters of this rank on the frozen base, and checkpoint "
+                            "only them (0: full fine-tuning)")
+    lora_alpha: float = option(16.0, "LoRA alpha: the adapter's update is scaled by lora_alpha / lora_rank")
+    device: str = option("auto", "where the model runs: auto (cuda when available), cpu or cuda", DEVICES)
+    dtype: str = option("fp32", "forward passes: fp32, or bf16 autocast (sampling, log-probs; the weights "
+                        "and AdamW stay fp32)", DTYPES)
 
     def validate(self) -> None:
         require_at_least_one(self, ("rl_tasks", "campaigns", "steps", "batch_size", "group_size", "max_new_tokens",
@@ -84,9 +93,17 @@ class ChainConfig:
             raise UserError("'kl_beta' and 'ewc_lambda' must be >= 0")
         if self.es_slack < 0 or self.es_patience < 0 or self.es_min_delta < 0:
             raise UserError("'es_slack', 'es_patience' and 'es_min_delta' must be >= 0")
+        if self.lora_rank < 0 or self.lora_alpha <= 0:
+            raise UserError(f"'lora_rank' must be >= 0 (0: full fine-tuning) and 'lora_alpha' > 0, got "
+                            f"{self.lora_rank} and {self.lora_alpha}")
         for name in ("care_gate", "care_regress", "care_lr_decay", "care_forget"):
             if not 0 < getattr(self, name) < 1 and not (name == "care_lr_decay" and getattr(self, name) == 1):
                 raise UserError(f"'{name}' must be in (0, 1), got {getattr(self, name)}")
+
+    def policy_options(self) -> dict[str, str | None]:
+        """``load_policy``'s device and autocast for this chain (None: its default)."""
+        return {"device": None if self.device == "auto" else self.device,
+                "autocast": None if self.dtype == "fp32" else self.dtype}
 
     @property
     def update(self) -> str:
@@ -104,6 +121,9 @@ _NOT_IN_CODE_VERSION = {"__main__.py", "cli.py", "progress.py", "sweep.py", "rep
                         "promote.py", "tune.py", "table.py"}
 # Settings that never change a chain's numbers.
 NOT_IN_CONFIG_HASH = ("resume", "workers")
+# Settings added after chains were recorded: hashed only away from their default, so that the
+# hash of every chain logged before them (and of a chain that leaves them alone) is unchanged.
+HASHED_WHEN_SET = {"lora_rank": 0, "lora_alpha": 16.0, "device": "auto", "dtype": "fp32"}
 
 
 @functools.cache
@@ -126,12 +146,20 @@ def config_hash(config: ChainConfig, *, without: tuple[str, ...] = (), base_dige
     """A hash of the resolved settings that decide a chain's numbers (``without``: more to leave out),
     of the base's weights (``base_digest``, base_identity.py: ``model=base`` names a moving alias),
     and of the task splits' contents (``splits``: ``records.split_digests``)."""
-    values = {k: v for k, v in as_params(config).items() if k not in NOT_IN_CONFIG_HASH + without}
+    values = {k: v for k, v in as_params(config).items() if k not in NOT_IN_CONFIG_HASH + without
+              and not _at_default_or_unused(config, k)}
     if base_digest:
         values["base_digest"] = base_digest
     if splits:
         values["splits"] = dict(splits)
     return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def _at_default_or_unused(config: ChainConfig, key: str) -> bool:
+    """A ``HASHED_WHEN_SET`` setting at its default, or lora_alpha under full fine-tuning."""
+    if key == "lora_alpha" and config.lora_rank == 0:
+        return True
+    return key in HASHED_WHEN_SET and getattr(config, key) == HASHED_WHEN_SET[key]
 
 
 def chain_tags(config: ChainConfig, chain_id: str, model: str, sweep_id: str = "",

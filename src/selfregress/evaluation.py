@@ -84,7 +84,7 @@ def evaluate(policy, tasks: Sequence, grader, *, samples: int, temperature: floa
 
     prompts = [build_prompt(policy.tokenizer, t.prompt, t.starter_code) for t in tasks]
     per_chunk = max(1, chunk // samples)
-    with _OverlappedGrading(grader, tasks, samples) as grading:
+    with _OverlappedGrading(grader, tasks, samples) as grading, policy.autocast():   # bf16 or nothing
         for i in range(0, len(prompts), per_chunk):
             offset = i * samples                                   # first output row of the chunk
             sample(policy, prompts[i:i + per_chunk], n=samples, temperature=temperature,

@@ -11,7 +11,8 @@ that the adapted model starts *exactly* at the base. Only A and B train.
   ordinary causal LM (``policy_model``).
 - ``save_adapter`` / ``load_adapter`` write and read adapter-only folders
   (``adapter_config.json`` + ``adapter_model.safetensors``) plus ``selfregress_base.json``,
-  which names the base they belong to.
+  which names the base they belong to. ``policy.load_policy`` recognises such a folder and
+  loads base + adapter (``Policy.adapter``); ``Policy.save`` writes one under LoRA.
 - ``base_model_off`` is the reference model of the KL and EWC terms at no memory cost:
   inside it the adapters are switched off, so the same weights compute the base's outputs.
   ``start_adapter`` keeps a frozen copy of the adapter (a campaign's start) for a reference
@@ -76,6 +77,12 @@ def count_parameters(model) -> tuple[int, int]:
     return sum(p.numel() for p in params if p.requires_grad), sum(p.numel() for p in params)
 
 
+def is_fresh(adapted) -> bool:
+    """Whether the trained adapter is still at its start (every B = 0): it then adds nothing."""
+    return all(not p.any() for name, p in adapted.named_parameters()
+               if f".lora_B.{ADAPTER_NAME}." in name)
+
+
 # ---- references -------------------------------------------------------------------------------
 @contextlib.contextmanager
 def base_model_off(adapted) -> Iterator[None]:
@@ -132,6 +139,7 @@ def save_adapter(adapted, folder: str | Path, base_ref: str, tokenizer=None) -> 
     """
     folder = Path(folder)
     adapted.save_pretrained(str(folder), selected_adapters=[ADAPTER_NAME])
+    (folder / "README.md").unlink(missing_ok=True)   # peft's blank model card: 5 KB per checkpoint
     (folder / BASE_FILE).write_text(json.dumps({"base": base_ref}) + "\n")
     if tokenizer is not None:
         tokenizer.save_pretrained(str(folder))
@@ -160,11 +168,12 @@ def load_adapter(base_model, folder: str | Path, trainable: bool = False):
     return adapted.train(base_model.training)
 
 
-def load_adapter_policy(folder: str | Path, *, device: str | None = None, dtype: str | None = None,
-                        trainable: bool = False):
-    """(Policy over base + adapter, the peft model): ``load_policy`` of the recorded base first."""
-    from selfregress.policy import Policy, load_policy
-
-    base = load_policy(adapter_base(folder), device=device, dtype=dtype)
-    adapted = load_adapter(base.model, folder, trainable=trainable)
-    return Policy(model=policy_model(adapted), tokenizer=base.tokenizer, device=base.device), adapted
+def save_merged(adapted, tokenizer, out: str | Path) -> Path:
+    """An ordinary ``save_pretrained`` folder at ``out``: the adapter folded into its base
+    (W + alpha / r * B @ A), with the base's tokenizer. For serving (``promote``'s champion),
+    which must load without peft and without the store its base lives in. Equal to base +
+    adapter up to float rounding; evaluations load the adapter unmerged. ``adapted`` is spent."""
+    merged = adapted.merge_and_unload()
+    merged.save_pretrained(str(out))
+    tokenizer.save_pretrained(str(out))
+    return Path(out)

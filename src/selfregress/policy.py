@@ -18,7 +18,7 @@ import socket
 import textwrap
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 import torch
@@ -47,28 +47,53 @@ class PolicyError(UserError, ValueError):
 
 @dataclass
 class Policy:
-    """A loaded causal LM, its tokenizer and the device it sits on."""
+    """A loaded causal LM, its tokenizer and the device it sits on.
+
+    Under LoRA (``lora.py``) ``model`` is the transformers model with the adapters injected,
+    ``adapter`` the peft model around it, and ``base_ref`` the immutable base it belongs to.
+    ``autocast_dtype`` (bf16 or None) is the dtype of its forward passes: ``autocast()``.
+    """
     model: PreTrainedModel
     tokenizer: PreTrainedTokenizerBase
     device: torch.device
+    adapter: Any = None
+    base_ref: str = ""
+    autocast_dtype: torch.dtype | None = None
 
     def save(self, path: str | Path) -> None:
-        """``save_pretrained`` of model and tokenizer: a folder that ``load_policy`` reads."""
+        """A folder that ``load_policy`` reads: ``save_pretrained`` of model and tokenizer, or under
+        LoRA the adapter alone (``lora.save_adapter``: its base is named, not copied)."""
+        if self.adapter is not None:
+            from selfregress import lora
+
+            lora.save_adapter(self.adapter, path, self.base_ref)
+            return
         with _quiet_transformers():
             self.model.save_pretrained(path)
         self.tokenizer.save_pretrained(path)
 
+    def autocast(self) -> contextlib.AbstractContextManager:
+        """Around forward passes (sampling, log-probs): bf16 autocast, or nothing under fp32."""
+        if self.autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
 
-def load_policy(ref: str | Path, *, device: str | None = None, dtype: str | None = None) -> Policy:
+
+def load_policy(ref: str | Path, *, device: str | None = None, dtype: str | None = None,
+                autocast: str | None = None, trainable: bool = False) -> Policy:
     """Load a local folder, a hub id or a ``models:/...`` URI; raise ``PolicyError`` if it cannot.
 
-    device: None picks "cuda" when available, else "cpu". dtype: None or "float32" (the
-    default), "bfloat16"/"bf16", "float16"/"fp16", or "auto" (bfloat16 on a CUDA device that
-    supports it, else float32). The model comes back in eval mode: dropout stays off for
-    sampling and for the loss alike, so their log-probs agree.
+    device: None picks "cuda" when available, else "cpu". dtype (of the weights): None or
+    "float32" (the default), "bfloat16"/"bf16", "float16"/"fp16", or "auto" (bfloat16 on a CUDA
+    device that supports it, else float32). autocast: None, or "bf16" for ``Policy.autocast``.
+    The model comes back in eval mode: dropout stays off for sampling and for the loss alike,
+    so their log-probs agree.
+
+    A LoRA adapter folder (``lora.save_adapter``) loads as its recorded base + the adapter, not
+    merged (the same numbers as the model that wrote it); ``trainable``: the adapter trains on.
     """
     ref = str(ref)
-    target = torch.device(_resolve_device(device))
+    target = torch.device(resolve_device(device))
     torch_dtype = _resolve_dtype(dtype, target)
     if ref.startswith("models:/"):
         from selfregress.tracking import download_model  # lazily: mlflow is heavy and optional here
@@ -82,6 +107,8 @@ def load_policy(ref: str | Path, *, device: str | None = None, dtype: str | None
     path = Path(folder).expanduser()
     if (path / "MLmodel").is_file() and not (path / "config.json").exists():  # serving.py's pyfunc
         path = next(path.glob("artifacts/*/config.json"), path / "config.json").parent
+    if (path / "adapter_config.json").is_file():
+        return _adapter_policy(path, device, dtype, autocast, trainable)
     if path.exists():
         if not (path / "config.json").is_file():
             raise PolicyError(f"{ref} is not a Hugging Face model folder (no config.json in {path})")
@@ -91,7 +118,19 @@ def load_policy(ref: str | Path, *, device: str | None = None, dtype: str | None
                           "a hub id or a models:/ URI")
     else:
         model, tokenizer = _from_hub(ref, torch_dtype)
-    return Policy(model=model.to(target).eval(), tokenizer=tokenizer, device=target)
+    return Policy(model=model.to(target).eval(), tokenizer=tokenizer, device=target,
+                  autocast_dtype=_DTYPES[autocast] if autocast else None)
+
+
+def _adapter_policy(folder: Path, device, dtype, autocast, trainable: bool) -> Policy:
+    """Base (as ``selfregress_base.json`` names it) + the adapter in ``folder``."""
+    from selfregress import lora
+
+    base_ref = lora.adapter_base(folder)
+    base = load_policy(base_ref, device=device, dtype=dtype, autocast=autocast)
+    adapted = lora.load_adapter(base.model, folder, trainable=trainable)
+    return Policy(model=lora.policy_model(adapted), tokenizer=base.tokenizer, device=base.device,
+                  adapter=adapted, base_ref=base_ref, autocast_dtype=base.autocast_dtype)
 
 
 def _from_pretrained(source: str, torch_dtype: torch.dtype, ref: str, where: str, **kwargs):
@@ -136,7 +175,8 @@ def _hub_reachable(timeout_s: float = 3.0) -> bool:
     return True
 
 
-def _resolve_device(device: str | None) -> str:
+def resolve_device(device: str | None) -> str:
+    """'cuda' or 'cpu' for None (auto); a device torch has, else a one-line ``PolicyError``."""
     if device is None:
         return "cuda" if torch.cuda.is_available() else "cpu"
     try:

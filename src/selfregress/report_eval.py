@@ -83,7 +83,7 @@ class ReportEvaluator:
             if model_id not in self.cache:
                 policy = (in_memory or {}).get(step)
                 if policy is None:
-                    policy = load_policy(f"models:/{model_id}")
+                    policy = load_policy(f"models:/{model_id}", **self.config.policy_options())
                 self.cache[model_id] = self.measure(policy, record.index, step)
             metrics.update({keys[point]: self.cache[model_id][key] for key, keys in _KEYS.items()})
         metrics[K.REPORT_PEAK_STEP] = float(steps["peak"])

@@ -1,6 +1,8 @@
 """The champion as an MLflow pyfunc model: task statements in, programs out.
 
-Reads: a checkpoint folder (``save_pretrained`` weights + tokenizer, what ``load_policy`` reads).
+Reads: a checkpoint folder (``save_pretrained`` weights + tokenizer, what ``load_policy`` reads),
+or a LoRA adapter folder, which is merged into its base first (``lora.save_merged``): the served
+model is then an ordinary folder that loads without peft or the store its base lives in.
 Writes: an MLflow pyfunc model (MLmodel, the checkpoint under ``artifacts/``, this package's
 code under ``code/``, pinned requirements, a signature and an input example), uploaded as an
 MLflow 3 LoggedModel; ``promote`` registers that model as ``selfregress@champion``.
@@ -129,10 +131,12 @@ def save_servable(checkpoint_folder: str | Path, path: str | Path,
                   metadata_: Mapping[str, str] | None = None) -> Path:
     """Write the pyfunc model folder at ``path`` (which must not exist or be empty)."""
     checkpoint = Path(checkpoint_folder)
-    if not (checkpoint / "config.json").is_file():
-        raise ValueError(f"{checkpoint} is not a save_pretrained folder (no config.json)")
     constraints = CONSTRAINTS.read_text() if CONSTRAINTS.is_file() else None
     with tempfile.TemporaryDirectory() as staging:   # the package's code, without __pycache__
+        if (checkpoint / "adapter_config.json").is_file():   # LoRA: base + adapter, merged
+            checkpoint = _merged(checkpoint, Path(staging) / CHECKPOINT)
+        if not (checkpoint / "config.json").is_file():
+            raise ValueError(f"{checkpoint} is not a save_pretrained folder (no config.json)")
         code = shutil.copytree(PACKAGE_DIR, Path(staging) / PACKAGE_DIR.name,
                                ignore=shutil.ignore_patterns("__pycache__"))
         mlflow.pyfunc.save_model(
@@ -140,6 +144,14 @@ def save_servable(checkpoint_folder: str | Path, path: str | Path,
             code_paths=[str(code)], signature=signature(defaults), input_example=input_example(),
             pip_requirements=pinned_requirements(constraints), metadata=dict(metadata_ or {}))
     return Path(path)
+
+
+def _merged(adapter_folder: Path, out: Path) -> Path:
+    from selfregress import lora
+    from selfregress.policy import load_policy
+
+    policy = load_policy(adapter_folder, device="cpu")
+    return lora.save_merged(policy.adapter, policy.tokenizer, out)
 
 
 def log_servable(checkpoint_folder: str | Path, client, experiment_id: str, *, run_id: str | None = None,

@@ -8,14 +8,16 @@ penalty are chosen once, by name, in ``updates.make_update``. Both functions ret
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import time
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
 
+from selfregress import lora
 from selfregress import metric_keys as K
 from selfregress.distributed import SINGLE, Dist
 from selfregress.evaluation import evaluate
@@ -41,13 +43,15 @@ class StepTimes:
     tracking: float = 0.0
 
 
-def train_step(policy, ref_model, optimizer, update: Update, tasks: Sequence, grader, *,
+def train_step(policy, reference: Reference | None, optimizer, update: Update, tasks: Sequence, grader, *,
                group_size: int, temperature: float, top_p: float, max_new_tokens: int,
                seed: int, times: StepTimes, dist: Dist = SINGLE) -> dict[str, float]:
     """Sample -> grade -> log-probs -> advantages -> loss -> optimizer step. Returns the train/* metrics.
 
-    ``ref_model`` (the campaign's start policy) is read only if ``update.penalty.needs_reference``
+    ``reference`` (the campaign's start policy) is read only if ``update.penalty.needs_reference``
     (the kl condition), and may be None otherwise; so ``train/kl_to_start`` is logged by kl only.
+    ``policy.autocast()`` (bf16 or nothing) is around the forward passes; the backward pass and
+    the optimizer step are outside it, on the fp32 weights.
 
     Under ``accelerate launch``, ``tasks`` is this process's share of the step's prompts; the
     gradients are averaged across processes before the (identical) optimizer step.
@@ -57,8 +61,9 @@ def train_step(policy, ref_model, optimizer, update: Update, tasks: Sequence, gr
     # so the loss differentiates the same distribution that was sampled.
     t0 = time.perf_counter()
     prompts = [build_prompt(policy.tokenizer, t.prompt, t.starter_code) for t in tasks]
-    samples = sample(policy, prompts, n=group_size, temperature=temperature, top_p=top_p,
-                     max_new_tokens=max_new_tokens, seed=seed)
+    with policy.autocast():
+        samples = sample(policy, prompts, n=group_size, temperature=temperature, top_p=top_p,
+                         max_new_tokens=max_new_tokens, seed=seed)
     programs = [extract_program(text) for text in samples.texts]
     t1 = time.perf_counter()
 
@@ -73,13 +78,14 @@ def train_step(policy, ref_model, optimizer, update: Update, tasks: Sequence, gr
     # 4. Log-probs of the distribution that was sampled (temperature, nucleus); the start
     # policy's (same temperature, no nucleus: its own could exclude a drawn token) only when
     # the penalty reads them.
-    logprobs, entropy = completion_logprobs(policy.model, samples, temperature=temperature,
-                                            top_p=top_p)                      # (B, T) each
+    with policy.autocast():
+        logprobs, entropy = completion_logprobs(policy.model, samples, temperature=temperature,
+                                                top_p=top_p)                  # (B, T) each
     mask = samples.completion_mask                                              # (B, T)
     ref_logprobs = None
     if update.penalty.needs_reference:
-        with torch.no_grad():
-            ref_logprobs, _ = completion_logprobs(ref_model, samples, temperature=temperature,
+        with torch.no_grad(), policy.autocast(), reference.active():
+            ref_logprobs, _ = completion_logprobs(reference.model, samples, temperature=temperature,
                                                   entropy=False)               # (B, T)
 
     # 5. Advantages of the reward, less the penalty's share of it (k1's beta * log r(y)).
@@ -93,8 +99,9 @@ def train_step(policy, ref_model, optimizer, update: Update, tasks: Sequence, gr
     # 7. Optimizer step.
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
-    dist.average_gradients(policy.model.parameters())
-    grad_norm = torch.nn.utils.clip_grad_norm_(policy.model.parameters(), 1.0)
+    trained = lora.trainable_parameters(policy.model)      # the adapters under LoRA, else all
+    dist.average_gradients(trained)
+    grad_norm = torch.nn.utils.clip_grad_norm_(trained, 1.0)
     optimizer.step()
     t3 = time.perf_counter()
     times.sampling += t1 - t0
@@ -122,8 +129,29 @@ def _total(dist: Dist, *counts: int) -> tuple[int, ...]:
     return tuple(sum(column) for column in zip(*dist.gather(counts)))
 
 
+@dataclass(frozen=True)
+class Reference:
+    """The campaign's start policy, for the KL penalty: ``model`` computes it inside ``active()``."""
+    model: torch.nn.Module
+    active: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext
+
+
+def start_reference(policy) -> Reference:
+    """The start policy without a second copy of the model under LoRA: the base with the adapters
+    off while the adapter is still B = 0 (a fresh one: the start *is* the base), else a frozen
+    copy of the start adapter (``lora.snapshot_start``, a few MB). Under full fine-tuning, a
+    frozen copy of the model."""
+    adapted = policy.adapter
+    if adapted is None:
+        return Reference(frozen_copy(policy.model))
+    if lora.is_fresh(adapted):
+        return Reference(policy.model, lambda: lora.base_model_off(adapted))
+    lora.snapshot_start(adapted)
+    return Reference(policy.model, lambda: lora.start_adapter(adapted))
+
+
 def frozen_copy(model):
-    """The campaign's start policy, for the KL penalty: an eval-mode copy with no gradients."""
+    """An eval-mode copy with no gradients (the full fine-tuning reference)."""
     ref = copy.deepcopy(model).eval()
     for p in ref.parameters():
         p.requires_grad_(False)

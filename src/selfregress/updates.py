@@ -75,14 +75,16 @@ def diagonal_fisher(policy, samples, *, temperature: float, top_p: float) -> lis
 
     p~ is the distribution the samples were drawn from (temperature and nucleus), as in the
     loss. One backward pass per sequence (per-sequence gradients must be squared before
-    averaging); cheap for the tiny model, and taken once per campaign.
+    averaging); cheap for the tiny model, and taken once per campaign. Over the parameters that
+    train: under LoRA, the adapters (so is EWC's anchor).
     """
     params = [p for p in policy.model.parameters() if p.requires_grad]
     fisher = [torch.zeros_like(p) for p in params]
     for row in range(samples.completion_ids.shape[0]):
         one = samples.select([row])
-        logprobs, _ = completion_logprobs(policy.model, one, temperature=temperature, top_p=top_p,
-                                          entropy=False)
+        with policy.autocast():
+            logprobs, _ = completion_logprobs(policy.model, one, temperature=temperature, top_p=top_p,
+                                              entropy=False)
         grads = torch.autograd.grad((logprobs * one.completion_mask).sum(), params, allow_unused=True)
         for f, g in zip(fisher, grads):
             if g is not None:

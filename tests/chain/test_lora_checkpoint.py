@@ -33,7 +33,7 @@ def test_adapter_checkpoint_restores_pass_at_1(tiny_base, tmp_path):
             p.add_(0.02 * torch.randn(p.shape, generator=g))
     writer = Policy(model=lora.policy_model(adapted), tokenizer=base.tokenizer, device=base.device)
     lora.save_adapter(adapted, tmp_path / "adapter", base_ref=tiny_base)
-    restored, _ = lora.load_adapter_policy(tmp_path / "adapter", device="cpu")
+    restored = load_policy(tmp_path / "adapter", device="cpu")
 
     settings = dict(samples=2, temperature=1.0, max_new_tokens=64, seed=3)
     with Grader(workers=2) as grader:

@@ -9,6 +9,7 @@ import sys
 import time
 
 import pytest
+import torch
 
 from selfregress import metric_keys as K
 from selfregress.records import campaign_records
@@ -106,6 +107,12 @@ def test_sigterm_ends_the_run_killed(cli_store, tiny_base):
     ({"report_tasks": "-1"}, "'report_tasks' must be >= 0"),
     ({"model": "/nonexistent/model"}, "does not exist"),
     ({"resume": "true", "seed": "77"}, "no chain to resume"),
+    ({"lora_rank": "-1"}, "'lora_rank' must be >= 0"),
+    ({"lora_rank": "4", "lora_alpha": "0"}, "'lora_alpha' > 0"),
+    ({"device": "tpu"}, "'device' must be one of auto, cpu, cuda"),
+    ({"dtype": "fp16"}, "'dtype' must be one of fp32, bf16"),
+    pytest.param({"device": "cuda"}, "CUDA is not available",
+                 marks=pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")),
 ])
 def test_bad_input_is_one_clear_line(options, message, cli_store, tiny_base):
     result = cli("main", *as_options({**CHAIN, "model": tiny_base, **options}))

@@ -88,7 +88,8 @@ def test_adapter_checkpoint_restores_logits_and_samples(qwen, qwen_dir, adapted,
     assert written >= weights and not (tmp_path / "ckpt" / "model.safetensors").exists()
     assert lora.adapter_base(tmp_path / "ckpt") == qwen_dir
 
-    restored, restored_peft = lora.load_adapter_policy(tmp_path / "ckpt", device="cpu")
+    restored = load_policy(tmp_path / "ckpt", device="cpu")   # an adapter folder: base + adapter
+    assert restored.adapter is not None and restored.base_ref == qwen_dir
     assert not restored.model.training
     assert torch.equal(_logits(restored.model, ids), _logits(adapted, ids))
     writer = Policy(model=lora.policy_model(adapted), tokenizer=qwen.tokenizer, device=qwen.device)
