@@ -1,5 +1,10 @@
 """The embedded testbed's base model: a locally trained tokenizer, a tiny Qwen2, and SFT.
 
+The default base is not built here but shipped (``src/selfregress/base/tiny``, registered on
+first use by ``ensure_base_model``): the same bootstrap gave different weights on different
+machines (BLAS kernels in training), so a rebuild is another base. ``bootstrap`` stays, to
+rebuild it or to make other bases.
+
 Reads: the synthetic ``pretrain`` pool (disjoint from the RL, eval and test sets), and the
 first ``eval_tasks`` of the eval split for the band check.
 Writes: a ``bootstrap`` run with ``sft/loss`` per step and ``sft/pass_at_1`` per evaluation,
@@ -11,9 +16,11 @@ band_high], so that RL starts with room both to rise and to collapse.
 
 from __future__ import annotations
 
+import json
 import tempfile
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from selfregress import metric_keys as K
 from selfregress.config import as_params, option, require_at_least_one
@@ -175,17 +182,51 @@ def bootstrap(config: BootstrapConfig, store, grader, log=print, attach_run_id: 
                                  tags={"pass_at_1": f"{pass_at_1:.4f}", "seed": config.seed,
                                        "source_run_id": run.run_id})
         log(f"bootstrap: registered {BASE_MODEL_NAME} version {version} as @{BASE_ALIAS} "
-            f"(pass@1 {pass_at_1:.3f} after {steps} steps)")
+            f"(pass@1 {pass_at_1:.3f} on eval[:{config.eval_tasks}] x {config.eval_samples}, "
+            f"the first in the band, after {steps} steps). A rebuild differs by machine: these are "
+            "not the shipped base's weights, and chains started from @base now start from them")
         return f"models:/{BASE_MODEL_NAME}@{BASE_ALIAS}"
 
 
-def ensure_base_model(store, grader, log=print) -> str:
-    """The registered base model, built first (with a message) if the store has none."""
+def ensure_base_model(store, log=print) -> str:
+    """The registered base model; on first use, the shipped one (``shipped_base``) is registered.
+    Nothing is trained on the default path: every machine starts from the same weights."""
     from selfregress.tracking import BASE_ALIAS, BASE_MODEL_NAME
 
     uri = store.registered_uri(BASE_MODEL_NAME, BASE_ALIAS)
     if uri is None:
-        log(f"{BASE_MODEL_NAME}@{BASE_ALIAS} is not in the registry yet: building it first "
-            "(about 3 minutes; later runs reuse it)")
-        uri = bootstrap(BootstrapConfig(), store, grader, log)
+        uri = register_shipped_base(store, log)
     return uri
+
+
+SHIPPED_BASE = Path(__file__).resolve().parent / "base" / "tiny"
+
+
+def shipped_base() -> tuple[Path, dict]:
+    """(folder, its SHIPPED.json) of the base that ships with the project, its weights checked
+    against the digest recorded there (a damaged copy is refused, never trained on)."""
+    from selfregress.base_identity import weights_digest
+
+    record = json.loads((SHIPPED_BASE / "SHIPPED.json").read_text())
+    digest = weights_digest(SHIPPED_BASE)
+    if digest != record["weights_digest"]:
+        raise UserError(f"the shipped base in {SHIPPED_BASE} has weights sha256 {digest[:12]}..., not the "
+                        f"recorded {record['weights_digest'][:12]}...: restore it with git checkout -- {SHIPPED_BASE}")
+    return SHIPPED_BASE, record
+
+
+def register_shipped_base(store, log=print) -> str:
+    """Log the shipped base as a LoggedModel (a ``bootstrap`` run named ``shipped-base``) and
+    register it as ``selfregress-base@base``. Returns the alias URI."""
+    from selfregress.tracking import BASE_ALIAS, BASE_MODEL_NAME
+
+    folder, record = shipped_base()
+    tags = {"shipped": record["name"], "weights_digest": record["weights_digest"]}
+    with store.run("shipped-base", "bootstrap", tags={**tags, K.NOTE: (
+            f"The base model that ships with selfregress ({record['name']}: {record['parameters']}), "
+            f"registered as {BASE_MODEL_NAME}@{BASE_ALIAS} on first use; built by {record['built_by']}.")}) as run:
+        model_id = run.log_checkpoint(str(folder), name=BASE_MODEL_NAME, step=0, tags=tags)
+        version = store.register(model_id, BASE_MODEL_NAME, BASE_ALIAS, tags={**tags, "source_run_id": run.run_id})
+    log(f"registered the shipped base ({record['name']}, weights sha256 {record['weights_digest'][:12]}...) "
+        f"as {BASE_MODEL_NAME} version {version}, alias @{BASE_ALIAS}")
+    return f"models:/{BASE_MODEL_NAME}@{BASE_ALIAS}"

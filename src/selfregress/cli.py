@@ -93,7 +93,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     tasks = resolve_tasks(config.tasks, config.split, config.eval_tasks)
     store = connect(args.experiment, _entry_run_id())
     with Grader(workers=config.workers) as grader:
-        model = ensure_base_model(store, grader, _log) if config.model == "base" else config.model
+        model = ensure_base_model(store, _log) if config.model == "base" else config.model
         policy = load_policy(model)
         with store.run("evaluate", "evaluate", params=as_params(config), tags={K.MODEL: model},
                        attach_run_id=_entry_run_id()) as run:
@@ -123,7 +123,7 @@ def cmd_main(args: argparse.Namespace) -> None:
     with Grader(workers=config.workers) as grader:
         base = config.model
         if config.model == "base" and dist.is_main:
-            base = ensure_base_model(store, grader, _log)
+            base = ensure_base_model(store, _log)
         base = dist.broadcast(base)
         chain_id = run_chain(config, store, grader, base, _log, attach_run_id=_entry_run_id(),
                              parent=parent, sweep_id=args.sweep_id, dist=dist)
@@ -148,7 +148,7 @@ def cmd_sweep(args: argparse.Namespace) -> None:
     base = config.model
     if config.model == "base":  # built once here, not by every chain process at the same time
         with Grader(workers=2) as grader:
-            base = ensure_base_model(store, grader, _log)
+            base = ensure_base_model(store, _log)
     counts = run_sweep(config, store, _log, attach_run_id=_entry_run_id(), base_digest=pin(store, base).digest)
     print(f"sweep_id: {counts['sweep_id']}")
     _log(f"sweep {counts['sweep_id']}: {counts['finished']} finished, {counts['skipped']} skipped "
@@ -208,7 +208,7 @@ def cmd_tune(args: argparse.Namespace) -> None:
     check_storage(config.storage, tracking_uri())
     store = connect(args.experiment, _entry_run_id())
     with Grader(workers=2) as grader:
-        base = ensure_base_model(store, grader, _log) if config.model == "base" else config.model
+        base = ensure_base_model(store, _log) if config.model == "base" else config.model
         best = run_study(config, store, grader, base, _log, attach_run_id=_entry_run_id())
     print(json.dumps(best))
     _log(f"best parameters written to {config.out} (use: -P params_file={config.out})")
@@ -221,7 +221,7 @@ COMMANDS: dict[str, tuple[Callable, type, str]] = {
     "sweep": (cmd_sweep, SweepConfig, "every condition x seed, chains in parallel processes"),
     "report": (cmd_report, ReportConfig, "the paper's table, plots and stability audit from MLflow"),
     "promote": (cmd_promote, PromoteConfig, "best checkpoint, re-evaluated on the test split, to the registry"),
-    "bootstrap": (cmd_bootstrap, BootstrapConfig, "build and register the embedded base model"),
+    "bootstrap": (cmd_bootstrap, BootstrapConfig, "rebuild a base model (the default one ships in src/selfregress/base) and register it as selfregress-base@base"),
     "evaluate": (cmd_evaluate, EvaluateConfig, "held-out pass@1 (and pass@k) of a model"),
 }
 
