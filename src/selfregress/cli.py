@@ -103,6 +103,9 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
             run.log_metrics(result.metrics(), step=0)
     for key, value in result.metrics().items():
         print(f"{key}: {value:.4f}" if isinstance(value, float) and key.startswith("pass") else f"{key}: {value:g}")
+    where = f"{config.split}[:{len(tasks)}]" if config.tasks == "synthetic" else f"its first {len(tasks)} tasks"
+    _log(f"evaluated on {config.tasks} {where}, {config.eval_samples} samples each ({len(tasks) * config.eval_samples} "
+         f"trials, seed {config.seed}): other splits or sizes give other figures for the same model")
     _log(f"runs: {store.ui_link()}")
 
 
