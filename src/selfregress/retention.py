@@ -27,6 +27,7 @@ Torch-free.
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 from selfregress import metric_keys as K
 from selfregress.chain_config import ChainConfig
@@ -74,8 +75,6 @@ def storage_totals(records: list[CampaignRecord]) -> dict[str, float]:
     return {key: float(sum(r.metrics.get(key, 0.0) for r in records)) for key in (K.BYTES_WRITTEN, K.BYTES_KEPT)}
 
 
-def folder_bytes(folder) -> int:
+def folder_bytes(folder: str | Path) -> int:
     """The bytes of every file under ``folder`` (a checkpoint as it is uploaded)."""
-    from pathlib import Path
-
     return sum(f.stat().st_size for f in Path(folder).rglob("*") if f.is_file())
