@@ -37,7 +37,7 @@ def _distinct_value(param, entry=""):
                "controller": "care", "seeds": "7,8", "storage": "sqlite:///o7.db", "out": "b7.json",
                "condition": "kl", "conditions": "kl,es",
                "search": "lr=1e-4:1e-3:log,es_slack=0:7", "chain_params": "batch_size=7,group_size=2",
-               "baseline": "mean", "checkpoints": "peaks", "resume": "abc123", "kl_estimator": "k3",
+               "baseline": "mean", "checkpoints": "peaks", "retention": "decisions", "resume": "abc123", "kl_estimator": "k3",
                "device": "cpu", "dtype": "bf16"}
     if param.name in special:
         return special[param.name]

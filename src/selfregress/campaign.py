@@ -24,6 +24,7 @@ from selfregress.controllers import ES, CampaignRecord
 from selfregress.distributed import SINGLE, Dist
 from selfregress.policy import Policy, build_prompt, load_policy
 from selfregress.records import read_campaign
+from selfregress.retention import folder_bytes
 from selfregress.run_notes import campaign_note  # tune: run descriptions
 from selfregress.sampling import sample
 from selfregress.step import StepTimes, evaluate_step, start_reference, step_seed, train_step
@@ -82,13 +83,14 @@ def run_campaign(config: ChainConfig, store, grader, chain_run, chain_id: str, i
               K.LR_MULTIPLIER_PARAM: plan.lr_multiplier}
     with store.run(f"{config.condition}-s{config.seed}-c{index}", "campaign", parent=chain_run,
                    tags=tags, params=params) as run:
-        times = train_campaign(config, policy, grader, index, plan, rl_tasks, eval_tasks, dist,
-                               CampaignLog(config, run, store, policy, index, start_id, progress, plan.budget))
+        log = CampaignLog(config, run, store, policy, index, start_id, progress, plan.budget)
+        times = train_campaign(config, policy, grader, index, plan, rl_tasks, eval_tasks, dist, log)
 
         # The decision is computed from what MLflow now holds, and logged on this run.
         record = read_campaign(store, store.get_run(run.run_id))
         decision = controller_for(config).decide(records + [record], config.steps)
-        decision.to_run(run, record.last_step, {f"{K.TIME_PREFIX}{k}": v for k, v in vars(times).items()})
+        decision.to_run(run, record.last_step, {**{f"{K.TIME_PREFIX}{k}": v for k, v in vars(times).items()},
+                                                K.BYTES_WRITTEN: float(log.bytes_written)})
         run.set_tags({K.NOTE: campaign_note(config, read_campaign(store, store.get_run(run.run_id)),
                                             params[K.LR_PARAM], plan.budget)})  # tune: description
         progress.campaign_done(index, record.pass_at_1, decision.decision)
@@ -103,13 +105,15 @@ class CampaignLog:
                  progress, budget: int):
         self.config, self.run, self.store, self.policy = config, run, store, policy
         self.index, self.start_id, self.progress, self.budget = index, start_id, progress, budget
-        self.saved_step = 0
+        self.saved_step, self.bytes_written = 0, 0
 
     def start(self, metrics: dict[str, float]) -> None:
         """Step 0: the start checkpoint, linked (or logged once if it is a folder or hub id)."""
         model_id = self.start_id
         if model_id is None:  # a folder or hub id: log it once so that every start is traceable
-            model_id = save_checkpoint(self.run, self.policy, self.index, 0)
+            model_id, size = save_checkpoint(self.run, self.policy, self.index, 0)
+            metrics = {**metrics, K.CHECKPOINT_BYTES: size}
+            self.bytes_written += size
         else:
             self.store.link_checkpoint(self.run.run_id, model_id, 0)
         self.run.log_metrics(metrics, step=0, model_id=model_id)
@@ -118,10 +122,11 @@ class CampaignLog:
     def step(self, step: int, train: dict[str, float], metrics: dict[str, float], curve: list[float],
              last: bool, times: StepTimes) -> None:
         t0 = time.perf_counter()
-        model_id = None
+        model_id, saved = None, {}
         if wants_checkpoint(self.config, curve) or last:
-            model_id, self.saved_step = save_checkpoint(self.run, self.policy, self.index, step), step
-        self.run.log_metrics({**train, **metrics}, step=step, model_id=model_id)
+            (model_id, size), self.saved_step = save_checkpoint(self.run, self.policy, self.index, step), step
+            saved, self.bytes_written = {K.CHECKPOINT_BYTES: size}, self.bytes_written + size
+        self.run.log_metrics({**train, **metrics, **saved}, step=step, model_id=model_id)
         times.tracking += time.perf_counter() - t0
         self.progress.step(self.index, step, self.budget, curve[-1], train[K.TRAIN_REWARD_MEAN])
 
@@ -178,8 +183,10 @@ def train_campaign(config: ChainConfig, policy, grader, index: int, plan: Plan, 
     return times
 
 
-def save_checkpoint(run, policy, index: int, step: int) -> str:
+def save_checkpoint(run, policy, index: int, step: int) -> tuple[str, int]:
+    """(LoggedModel id, bytes of its files): the policy logged as a checkpoint of ``step``."""
     with tempfile.TemporaryDirectory() as folder:
         policy.save(folder)
-        return run.log_checkpoint(folder, name=f"c{index}-s{step}", step=step,
-                                  tags={K.CAMPAIGN: index, K.STEP: step})
+        model_id = run.log_checkpoint(folder, name=f"c{index}-s{step}", step=step,
+                                      tags={K.CAMPAIGN: index, K.STEP: step})
+        return model_id, folder_bytes(folder)

@@ -26,6 +26,7 @@ from selfregress.policy import resolve_device
 from selfregress.progress import Progress
 from selfregress.records import campaign_records, chain_curve, chain_splits, chain_summary, split_tasks
 from selfregress.report_eval import ReportEvaluator
+from selfregress.retention import retain, storage_totals
 from selfregress.run_notes import campaign_steps, chain_note  # tune: run descriptions
 
 
@@ -121,22 +122,24 @@ def run_chain(config: ChainConfig, store, grader, base_model: str, log=print,
             datasets.log_splits(splits, run_id=chain_run.run_id, source=config.tasks, client=store.client)
         supersede_unfinished(store, chain_id)
         records = campaign_records(store, chain_id)
-        # Report-split figures: a resumed chain fills in only what a kill left unlogged.
+        # Report-split figures, then retention: a resumed chain fills in only what a kill left undone.
         report = ReportEvaluator(config, store, grader)
         for record in records:
             report.remember(record)
-        records = [report.campaign(r) for r in records]
+        records = [retain(config, store, report.campaign(r)) for r in records]
         sync_chain_curve(store, chain_run, records)
         progress = Progress(config.campaigns)
         while len(records) < config.campaigns:
             plan = next_plan(records, config, base_model)
             dist.broadcast(("campaign", len(records), plan))
-            records.append(run_campaign(config, store, grader, chain_run, chain_id, len(records), plan,
-                                        records, rl_tasks, eval_tasks, progress, dist, report))
+            record = run_campaign(config, store, grader, chain_run, chain_id, len(records), plan,
+                                  records, rl_tasks, eval_tasks, progress, dist, report)
+            records.append(retain(config, store, record))   # once its report figures are logged
             sync_chain_curve(store, chain_run, records)
         dist.broadcast(("done", chain_id, None))
         summary = chain_summary(records)
-        chain_run.log_metrics(summary, step=0)   # tune: one value per run: a bar across runs, not a lone dot
+        # tune: one value per run: a bar across runs, not a lone dot
+        chain_run.log_metrics({**summary, **storage_totals(records)}, step=0)
         model = store.get_run(chain_run.run_id).data.tags.get(K.MODEL, config.model)   # tune: description,
         chain_run.set_tags({K.NOTE: chain_note(config, chain_id, model, summary)})     # with how it ended
     log(f"chain {chain_id} ({config.condition}, seed {config.seed}) done: end pass@1 {summary[K.CHAIN_END]:.3f}, "

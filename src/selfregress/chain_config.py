@@ -20,6 +20,7 @@ from selfregress.errors import UserError
 
 DEVICES = ("auto", "cpu", "cuda")   # device: auto is cuda when torch sees one, else cpu
 DTYPES = ("fp32", "bf16")           # dtype of the forward passes (autocast); weights stay fp32
+RETENTIONS = ("all", "decisions")   # retention: what stays stored (retention.py)
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,10 @@ class ChainConfig:
     ewc_lambda: float = option(100.0, "lambda of the EWC term (condition ewc)")
     fisher_samples: int = option(32, "sampled completions used to estimate the EWC Fisher")
     checkpoints: str = option("all", "which steps log a checkpoint", ("all", "peaks", "none"))
+    retention: str = option("all", "which checkpoints' weights stay stored once a campaign and its report "
+                            "evaluation are over: all, or decisions (its start, selection peak, end and the "
+                            "next start: ES's peak, CARE's incumbent; the others' weights are deleted, their "
+                            "LoggedModels tagged selfregress.pruned)", RETENTIONS)
     es_slack: int = option(3, "ES: next budget = min(steps, max(1, peak_step + es_slack))")
     es_min_delta: float = option(0.0, "ES: a new peak must beat the old by more than this")
     es_patience: int = option(0, "ES: stop after this many steps without a new peak (0 = never)")
@@ -118,9 +123,10 @@ class ChainConfig:
 
 # Modules that never change a chain's numbers: entry points, display, and the readers.
 _NOT_IN_CODE_VERSION = {"__main__.py", "cli.py", "progress.py", "sweep.py", "report.py", "audit.py",
-                        "promote.py", "tune.py", "table.py"}
-# Settings that never change a chain's numbers.
-NOT_IN_CONFIG_HASH = ("resume", "workers")
+                        "promote.py", "tune.py", "table.py", "retention.py"}
+# Settings that never change a chain's numbers (retention deletes weights after every decision
+# and report figure that reads them is made).
+NOT_IN_CONFIG_HASH = ("resume", "workers", "retention")
 # Settings added after chains were recorded: hashed only away from their default, so that the
 # hash of every chain logged before them (and of a chain that leaves them alone) is unchanged.
 HASHED_WHEN_SET = {"lora_rank": 0, "lora_alpha": 16.0, "device": "auto", "dtype": "fp32"}

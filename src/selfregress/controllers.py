@@ -34,7 +34,7 @@ class CampaignRecord:
     pass_at_1: list[float]           # (budget + 1,) step 0 = the start checkpoint
     successes: list[int]             # (budget + 1,) eval/successes per step
     trials: list[int]                # (budget + 1,) eval/trials per step
-    checkpoints: dict[int, str]      # step -> LoggedModel id
+    checkpoints: dict[int, str]      # step -> LoggedModel id, of the checkpoints whose weights are stored
     lr_multiplier: float = 1.0       # the multiplier this campaign ran with
     tags: dict[str, str] = field(default_factory=dict)
     metrics: dict[str, float] = field(default_factory=dict)   # latest value of each run metric

@@ -44,6 +44,13 @@ REPORT_PEAK_STEP = "report/peak_step"      # the selection-chosen peak step thos
 CHAIN_REPORT_END = "report/end_pass_at_1"  # chain runs: the last campaign's report/pass_at_1_end
 TABLE_PREFIX = "table/"                    # report runs: table/<condition>/<column of table.csv>
 
+# ---- storage: checkpoint bytes (retention.py) -----------------------------------------------------
+CHECKPOINT_BYTES = "storage/checkpoint_bytes"  # campaign runs, at each step that wrote a checkpoint: its files' bytes
+BYTES_WRITTEN = "storage/bytes_written"    # campaign runs (at the last step) and chain runs: checkpoint bytes written
+BYTES_KEPT = "storage/bytes_kept"          # the same runs: of those, the bytes still stored after retention
+PRUNED = "selfregress.pruned"              # LoggedModel tag: "true" once retention deleted its weights
+PRUNED_STEPS = "selfregress.pruned_steps"  # campaign runs: the steps whose weights retention deleted ("3,4")
+
 # ---- tags: what a run is, and where it belongs ----------------------------------------------------
 KIND = "selfregress.kind"                   # bootstrap | evaluate | chain | campaign | sweep | report | ...
 CONDITION = "condition"                    # chain and campaign runs: the condition's name

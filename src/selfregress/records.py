@@ -18,12 +18,15 @@ from selfregress import datasets
 from selfregress.chain_config import ChainConfig
 from selfregress.controllers import CampaignRecord
 from selfregress.errors import UserError
+from selfregress.retention import pruned_steps
 
 
 def read_campaign(store, run) -> CampaignRecord:
-    """One campaign run as a CampaignRecord (also used on the run being finished)."""
+    """One campaign run as a CampaignRecord (also used on the run being finished). Checkpoints
+    whose weights retention deleted are left out: what the record lists can be loaded."""
     run_id = run.info.run_id
     tags = run.data.tags
+    pruned = pruned_steps(tags)
     curve = store.metric_history(run_id, K.PASS_AT_1)
     successes = store.metric_history(run_id, K.EVAL_SUCCESSES)
     trials = store.metric_history(run_id, K.EVAL_TRIALS)
@@ -32,7 +35,7 @@ def read_campaign(store, run) -> CampaignRecord:
         index=int(tags[K.CAMPAIGN]), run_id=run_id, start_model=tags[K.START_MODEL],
         pass_at_1=[curve[s] for s in steps],
         successes=[int(successes[s]) for s in steps], trials=[int(trials[s]) for s in steps],
-        checkpoints=store.checkpoints(run_id),
+        checkpoints={s: m for s, m in store.checkpoints(run_id).items() if s not in pruned},
         lr_multiplier=float(run.data.params.get(K.LR_MULTIPLIER_PARAM, 1.0)),
         tags=dict(tags), metrics=dict(run.data.metrics))
 

@@ -255,6 +255,17 @@ class Store:
         """Link an existing LoggedModel to a step of a run, without uploading it again."""
         self.client.log_outputs(run_id, [LoggedModelOutput(model_id, step)])
 
+    def delete_weights(self, model_id: str) -> None:
+        """Delete a LoggedModel's files from its artifact store (a local folder, or a server's proxied
+        ``mlflow-artifacts:``), then tag it ``selfregress.pruned``; its metrics and run links stay.
+        Deleting files that are gone already does nothing, so a retry is safe."""
+        from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+        location = self.client.get_logged_model(model_id).artifact_location
+        with store_call():
+            get_artifact_repository(location).delete_artifacts()
+        self.client.set_logged_model_tags(model_id, {K.PRUNED: "true"})
+
     def reopen(self, run_id: str) -> "Run":
         self.client.update_run(run_id, status="RUNNING")
         return Run(self, run_id)
