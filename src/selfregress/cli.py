@@ -141,17 +141,13 @@ def cmd_sweep(args: argparse.Namespace) -> None:
     config = from_args(SweepConfig, args)
     _set_threads(args)
     plan_jobs(config)  # every chain's settings are checked before anything starts
-    from grader import Grader
+    from selfregress.base_identity import pin
     from selfregress.bootstrap import ensure_base_model
     from selfregress.tracking import connect
 
-    from selfregress.base_identity import pin
-
     store = connect(args.experiment, _entry_run_id())
-    base = config.model
-    if config.model == "base":  # built once here, not by every chain process at the same time
-        with Grader(workers=2) as grader:
-            base = ensure_base_model(store, _log)
+    # registered once here, not by every chain process at the same time
+    base = ensure_base_model(store, _log) if config.model == "base" else config.model
     counts = run_sweep(config, store, _log, attach_run_id=_entry_run_id(), base_digest=pin(store, base).digest)
     print(f"sweep_id: {counts['sweep_id']}")
     _log(f"sweep {counts['sweep_id']}: {counts['finished']} finished, {counts['skipped']} skipped "
