@@ -81,7 +81,10 @@ def test_timeout_uses_cpu_time_not_wall_time(bwrap_grader):
     burn = "x = 0\nwhile True:\n    x += 1"
     started = time.monotonic()
     verdict = bwrap_grader.grade(burn, stdin_task([("", "")], time_limit_s=0.3))
-    assert verdict.outcome is Outcome.TIMEOUT and 0.25 <= verdict.run_time_s <= 0.6
+    # run_time_s is the child's rusage (user + system), the limit an interval timer on user time:
+    # on a loaded VM the two clocks part (a 0.3 s timer fired at 0.208 s of rusage, load ~8), so
+    # the lower bound only says "not killed at once", the upper one "not let run on".
+    assert verdict.outcome is Outcome.TIMEOUT and 0.1 <= verdict.run_time_s <= 0.6
     assert time.monotonic() - started < 1.5
 
 
