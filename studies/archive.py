@@ -62,16 +62,21 @@ def archive(store: Path, out: Path) -> str:
                 client.set_terminated(run.info.run_id, "KILLED")
             if run.data.tags.get("chain_id") in unfinished:  # the chain and its campaigns
                 client.delete_run(run.info.run_id)
-        base = stores[0].model_id(f"models:/{BASE_MODEL_NAME}@{BASE_ALIAS}")
-        base_dir = Path(client.get_logged_model(base).artifact_location)
+        # A store whose chains started from a folder (e.g. the shipped base, src/selfregress/base)
+        # has no registered base: its chains' tags name the folder and its weights' digest.
+        registered = client.get_registered_model(BASE_MODEL_NAME) if any(
+            m.name == BASE_MODEL_NAME for m in client.search_registered_models()) else None
+        base = stores[0].model_id(f"models:/{BASE_MODEL_NAME}@{BASE_ALIAS}") if registered else None
+        base_dir = Path(client.get_logged_model(base).artifact_location) if base else None
         with contextlib.closing(sqlite3.connect(copy)) as db:
             db.execute("VACUUM")
         with tarfile.open(out, "w:gz") as tar:
             tar.add(copy, arcname="mlflow.db")
-            tar.add(base_dir, arcname=str(base_dir.relative_to(store.resolve().parent)))
+            if base_dir is not None:
+                tar.add(base_dir, arcname=str(base_dir.relative_to(store.resolve().parent)))
     finished = sum(r.data.tags.get(KIND_TAG) == "chain" and r.info.status == "FINISHED" for r in runs)
     return (f"{out}: {finished} finished chains, {len(unfinished)} unfinished dropped, "
-            f"base {base}; {out.stat().st_size / 1e6:.1f} MB")
+            f"base {base or 'not registered (chains name a folder)'}; {out.stat().st_size / 1e6:.1f} MB")
 
 
 if __name__ == "__main__":
