@@ -188,6 +188,14 @@ def bootstrap(config: BootstrapConfig, store, grader, log=print, attach_run_id: 
         return f"models:/{BASE_MODEL_NAME}@{BASE_ALIAS}"
 
 
+def start_model(store, model: str, log=print) -> str:
+    """What a ``model`` parameter names: ``base`` (the registered base, ``ensure_base_model``), an
+    imported base's alias (``smollm2-135m``: ``models:/selfregress-base@smollm2-135m``), or itself."""
+    from selfregress.import_model import resolve_alias
+
+    return ensure_base_model(store, log) if model == "base" else resolve_alias(model)
+
+
 def ensure_base_model(store, log=print) -> str:
     """The registered base model; on first use, the shipped one (``shipped_base``) is registered.
     Nothing is trained on the default path: every machine starts from the same weights."""

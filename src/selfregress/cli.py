@@ -84,7 +84,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     config = from_args(EvaluateConfig, args)
     _set_threads(args)
     from grader import Grader
-    from selfregress.bootstrap import ensure_base_model
+    from selfregress.bootstrap import start_model
     from selfregress.evaluation import evaluate
     from selfregress.policy import load_policy
     from selfregress.tasks import resolve_tasks
@@ -93,7 +93,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     tasks = resolve_tasks(config.tasks, config.split, config.eval_tasks)
     store = connect(args.experiment, _entry_run_id())
     with Grader(workers=config.workers) as grader:
-        model = ensure_base_model(store, _log) if config.model == "base" else config.model
+        model = start_model(store, config.model, _log)
         policy = load_policy(model)
         with store.run("evaluate", "evaluate", params=as_params(config), tags={K.MODEL: model},
                        attach_run_id=_entry_run_id()) as run:
@@ -114,7 +114,7 @@ def cmd_main(args: argparse.Namespace) -> None:
     _set_threads(args)
     from selfregress.chain import run_chain
     from grader import Grader
-    from selfregress.bootstrap import ensure_base_model
+    from selfregress.bootstrap import start_model
     from selfregress.tracking import connect
 
     from selfregress import distributed
@@ -124,10 +124,7 @@ def cmd_main(args: argparse.Namespace) -> None:
     store = connect(args.experiment, _entry_run_id()) if dist.is_main else None
     parent = Run(store, args.parent_run_id) if args.parent_run_id and store else None
     with Grader(workers=config.workers) as grader:
-        base = config.model
-        if config.model == "base" and dist.is_main:
-            base = ensure_base_model(store, _log)
-        base = dist.broadcast(base)
+        base = dist.broadcast(start_model(store, config.model, _log) if dist.is_main else config.model)
         chain_id = run_chain(config, store, grader, base, _log, attach_run_id=_entry_run_id(),
                              parent=parent, sweep_id=args.sweep_id, dist=dist)
     if dist.is_main:
@@ -142,12 +139,12 @@ def cmd_sweep(args: argparse.Namespace) -> None:
     _set_threads(args)
     plan_jobs(config)  # every chain's settings are checked before anything starts
     from selfregress.base_identity import pin
-    from selfregress.bootstrap import ensure_base_model
+    from selfregress.bootstrap import start_model
     from selfregress.tracking import connect
 
     store = connect(args.experiment, _entry_run_id())
     # registered once here, not by every chain process at the same time
-    base = ensure_base_model(store, _log) if config.model == "base" else config.model
+    base = start_model(store, config.model, _log)
     counts = run_sweep(config, store, _log, attach_run_id=_entry_run_id(), base_digest=pin(store, base).digest)
     print(f"sweep_id: {counts['sweep_id']}")
     _log(f"sweep {counts['sweep_id']}: {counts['finished']} finished, {counts['skipped']} skipped "
@@ -201,13 +198,13 @@ def cmd_tune(args: argparse.Namespace) -> None:
     config = from_args(TuneConfig, args)
     _set_threads(args)
     from grader import Grader
-    from selfregress.bootstrap import ensure_base_model
+    from selfregress.bootstrap import start_model
     from selfregress.tracking import connect, tracking_uri
 
     check_storage(config.storage, tracking_uri())
     store = connect(args.experiment, _entry_run_id())
     with Grader(workers=2) as grader:
-        base = ensure_base_model(store, _log) if config.model == "base" else config.model
+        base = start_model(store, config.model, _log)
         best = run_study(config, store, grader, base, _log, attach_run_id=_entry_run_id())
     print(json.dumps(best))
     _log(f"best parameters written to {config.out} (use: -P params_file={config.out})")

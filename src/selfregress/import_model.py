@@ -41,7 +41,7 @@ KNOWN_ALIASES = (SMOLLM2_ALIAS,)
 
 @dataclass(frozen=True)
 class ImportConfig:
-    """Which real base to import. Every field would be an MLproject parameter of `import_model`."""
+    """Which real base to import. Every field is an MLproject parameter of `import_model`."""
     source: str = option(SMOLLM2_ALIAS, "the model to import", (SMOLLM2_ALIAS,))
     register: bool = option(True, f"register it as selfregress-base@{SMOLLM2_ALIAS}")
 
