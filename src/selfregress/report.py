@@ -127,18 +127,26 @@ def plot_all(chains: list[Chain], folder: Path, resamples: int, seed: int) -> li
     ax.legend()
     paths.append(_save(fig, folder / "pass_at_1_by_condition.png"))
 
-    fig, axes = plt.subplots(1, len(by), figsize=(4 * len(by), 3.5), squeeze=False, sharey=True)
-    for ax, (condition, runs) in zip(axes[0], by.items()):
-        for label, pick, style in (("start", lambda r: r.pass_at_1[0], "o-"),
-                                   ("peak", lambda r: max(r.pass_at_1), "^-"),
-                                   ("end", lambda r: r.pass_at_1[-1], "v-")):
-            per_seed = [[pick(r) for r in c.records] for c in runs]
-            mean, _, _ = bootstrap_band(per_seed, resamples=200, seed=seed)
-            ax.plot(np.arange(mean.size), mean, style, label=label)
-            for values in per_seed:
-                ax.plot(np.arange(len(values)), values, style[0], alpha=0.2, color=ax.lines[-1].get_color())
-        ax.set(title=condition, xlabel="campaign")
-    axes[0][0].set_ylabel("pass@1 (mean; dots: seeds)")
+    # Top row: the selection split (its peak is the max of the curve: biased up). Bottom row, where
+    # every chain has them: the report split at the same start and end and at the selection peak.
+    pass_at = K.REPORT_PASS_AT_1
+    rows = [("selection split\n(peak: the curve's max)",
+             {"start": lambda r: r.pass_at_1[0], "peak": lambda r: max(r.pass_at_1), "end": lambda r: r.pass_at_1[-1]})]
+    if all(has_report_figures(c.records) and all(pass_at["peak"] in r.metrics for r in c.records) for c in chains):
+        rows.append(("report split\n(peak chosen on selection)",
+                     {name: (lambda key: lambda r: r.metrics[key])(pass_at[name]) for name in ("start", "peak", "end")}))
+    fig, axes = plt.subplots(len(rows), len(by), figsize=(4 * len(by), 3.5 * len(rows)), squeeze=False, sharey="row")
+    for i, (row, (split, picks)) in enumerate(zip(axes, rows)):
+        for ax, (condition, runs) in zip(row, by.items()):
+            for (label, pick), style in zip(picks.items(), ("o-", "^-", "v-")):
+                per_seed = [[pick(r) for r in c.records] for c in runs]
+                mean, _, _ = bootstrap_band(per_seed, resamples=200, seed=seed)
+                ax.plot(np.arange(mean.size), mean, style, label=label)
+                for values in per_seed:
+                    ax.plot(np.arange(len(values)), values, style[0], alpha=0.2, color=ax.lines[-1].get_color())
+            ax.set(title=condition if i == 0 else "", xlabel="campaign")
+            ax.set_xticks(range(max(len(c.records) for c in runs)))
+        row[0].set_ylabel(f"pass@1 on the {split}\n(mean; dots: seeds)")
     axes[0][0].legend()
     paths.append(_save(fig, folder / "campaign_start_peak_end.png"))
 
