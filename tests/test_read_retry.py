@@ -73,3 +73,19 @@ def test_a_broken_off_write_is_not_repeated(breaking_server, monkeypatch):
     with pytest.raises(MlflowException, match="IncompleteRead"):
         ShieldedClient(MlflowClient(tracking_uri=breaking_server)).log_metric("run", "pass_at_1", 0.5, step=3)
     assert sum(BreaksFirstAnswer.calls.values()) == 1
+
+
+def test_a_refused_connection_is_not_retried_again(monkeypatch):
+    """MLflow's own retries cover a server that is not there; the read fails after them."""
+    import socket
+    import time
+
+    monkeypatch.setattr(interrupts, "READ_RETRY_DELAYS", (30,))
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    with socket.socket() as s:          # a port that nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    started = time.monotonic()
+    with pytest.raises(MlflowException, match="Max retries exceeded"):
+        ShieldedClient(MlflowClient(tracking_uri=f"http://127.0.0.1:{port}")).get_metric_history("run", "pass_at_1")
+    assert time.monotonic() - started < 20     # not the 30 s retry delay

@@ -57,11 +57,16 @@ READ_PREFIXES = ("get_", "search_")
 READ_RETRY_DELAYS = (1, 2, 4, 8, 15, 30)
 
 
+BROKEN_OFF = ("IncompleteRead", "Connection broken", "Connection aborted", "RemoteDisconnected")
+
+
 def broken_transfer(error: Exception) -> bool:
-    """An HTTP read that failed in transport (MLflow's RestException carries a status instead)."""
+    """An HTTP answer broken off half-way. Not a refused connection ("Max retries exceeded"):
+    MLflow's own retries have already waited for that one, and a server that stays away should
+    fail the call, not hold it for another minute per retry."""
     message = str(error)
     return type(error).__name__ == "MlflowException" and "API request to" in message \
-        and "failed with exception" in message
+        and any(sign in message for sign in BROKEN_OFF) and "Max retries exceeded" not in message
 
 
 class ShieldedClient:
