@@ -15,6 +15,18 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import pytest  # noqa: E402
 
 
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Every test on one torch thread, whatever a test before it set (OMP_NUM_THREADS above is
+    only the start value): tiny models run far faster on one thread than on two."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def empty_store_file(tmp_path_factory) -> Path:
     """An empty sqlite tracking store with MLflow's schema, made once per test session.

@@ -42,14 +42,6 @@ def grader_pool():
         yield g
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def tiny_config(model: str, **overrides) -> ChainConfig:
     return parse(ChainConfig, {**TINY_CHAIN, "model": model, **overrides})
 

@@ -10,14 +10,6 @@ pytest.importorskip("peft", reason="peft is not installed: pip install -c constr
 from selfregress import lora  # noqa: E402
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_adapter_checkpoint_restores_pass_at_1(tiny_base, tmp_path):
     from grader import Grader
     from selfregress.evaluation import evaluate

@@ -60,15 +60,6 @@ def save_tiny_model(folder, arch: str) -> str:
     return str(folder)
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny models run far faster on one thread than on two (thread wake-ups dominate)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture
 def make_tokenizer():
     """``train_tokenizer`` itself, for tests that build tokenizers of their own."""
