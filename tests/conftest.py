@@ -7,8 +7,8 @@ import sqlite3
 from pathlib import Path
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-# torch in the test processes (and the CLIs they start): one thread each, as the CLI's own
-# default. xdist already runs one process per core, and the tiny model's small ops ran 2x
+# torch in the test processes (and the CLIs they start, whose default --threads reads it): one
+# thread each. xdist already runs one process per core, and the tiny model's small ops ran 2x
 # slower on 2 threads than on 1 beside a busy neighbour (a tiny grpo chain: 52 s against 25 s).
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 

@@ -49,3 +49,17 @@ def test_params_file(tmp_path):
         read_params_file(str(path))
     with pytest.raises(UserError, match="does not exist"):
         read_params_file(str(tmp_path / "missing.json"))
+
+
+def test_default_threads_reads_omp_num_threads_then_the_cores(monkeypatch):
+    import os
+
+    from selfregress.cli import default_threads
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert default_threads() == 3
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(2)))
+    assert default_threads() == 2
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(64)))
+    assert default_threads() == 4

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import inspect
 
+import torch
+
 
 def _accepts(model, argument: str) -> bool:
     return argument in inspect.signature(model.forward).parameters
@@ -89,39 +91,68 @@ def _make_preallocated_layer(base: type, capacity: int):
 
 
 # ---- one decode step without the model-level wrappers ------------------------------------------
-# Model classes whose ``forward`` is exactly: embed -> rotary -> decoder layers (one causal mask)
-# -> final norm -> lm_head; read from transformers 5.x modeling_qwen2.py.
-_DIRECT_CLASSES = ("Qwen2ForCausalLM",)
+# Model classes whose ``forward`` is exactly: embed -> rotary -> decoder layers (pre-norm
+# attention and MLP, each added to the residual) -> final norm -> lm_head; read from
+# transformers 5.x modeling_qwen2.py and modeling_llama.py.
+_DIRECT_CLASSES = ("Qwen2ForCausalLM", "LlamaForCausalLM")
 
 
 def direct_decode_step(model):
     """A function (tokens (b, 1), attention (b, L), positions (b, 1), cache) -> logits (b, V),
-    bit-identical to ``model(...)`` on one new token, or None where that is not guaranteed.
+    equal to ``model(...)`` on one new token up to float rounding, or None where the model is not
+    one this was written for.
 
     At a hidden size of 128 the model-level wrappers of ``forward`` (output capturing, config
-    defaults, kwarg deprecation and above all ``create_causal_mask``) cost about as much as the
-    decoder layers themselves. This calls the same submodules with the same arguments, and
-    builds the mask as ``create_causal_mask`` does for SDPA and one query token: None when no
-    position is padded (SDPA's own path for that case), else the padding mask as a
-    (b, 1, 1, L) bool (a single query attends every cached position, so the causal part is
-    all True). Only for the classes checked by ``tests/policy/test_sampling.py`` with SDPA
-    and full attention in every layer; anything else (LoRA wrappers, sliding windows, eager
-    attention) returns None and keeps ``model(...)``.
+    defaults, kwarg deprecation, ``create_causal_mask``) cost about as much as the decoder
+    layers, and the attention itself is worse: SDPA's CPU kernel with a padding mask, after
+    ``repeat_kv`` has copied the grouped keys and values of the whole cache to every query head,
+    cost 10-25 ms per layer for 256 rows of one query each, about a quarter of a chain's CPU
+    time. Here one query token attends its cache by two batched matmuls per key/value head
+    group: scores (b, KV, G, L) = q (b, KV, G, D) @ k^T (b, KV, D, L) * D^-1/2, the padded
+    positions set to -inf, softmax over L, @ v (b, KV, L, D). That is SDPA's formula with the
+    same GQA head map as ``repeat_kv`` (query head h reads key/value head h // G); only the
+    order of the float sums differs (outputs agree to ~1e-6, ``tests/policy/test_sampling.py``),
+    so a sampled token differs from the SDPA path's only when its uniform lands within that
+    rounding of a CDF boundary. Only for the classes above, with full attention in every layer
+    and no attention dropout in eval; LoRA wrappers (peft) and anything else keep ``model(...)``.
     """
     config = model.config
-    if (type(model).__name__ not in _DIRECT_CLASSES or config._attn_implementation != "sdpa"
-            or any(kind != "full_attention" for kind in getattr(config, "layer_types", ["?"]))):
+    if (type(model).__name__ not in _DIRECT_CLASSES
+            or any(kind != "full_attention" for kind in getattr(config, "layer_types", None) or [])
+            or getattr(config, "sliding_window", None) and getattr(config, "use_sliding_window", False)):
         return None
-    inner, argument = model.model, _cache_argument(model)
+    from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
+
+    inner = model.model
     layers = inner.layers[:config.num_hidden_layers]
 
+    def attend(attn, hidden, position_embeddings, bias, cache):
+        b = hidden.shape[0]
+        heads, dim = config.num_attention_heads, attn.head_dim
+        groups = attn.num_key_value_groups
+        q = attn.q_proj(hidden).view(b, 1, heads, dim).transpose(1, 2)              # (b, H, 1, D)
+        k = attn.k_proj(hidden).view(b, 1, heads // groups, dim).transpose(1, 2)   # (b, KV, 1, D)
+        v = attn.v_proj(hidden).view(b, 1, heads // groups, dim).transpose(1, 2)
+        q, k = apply_rotary_pos_emb(q, k, *position_embeddings)
+        keys, values = cache.update(k, v, attn.layer_idx)                          # (b, KV, L, D)
+        scores = torch.matmul(q.reshape(b, heads // groups, groups, dim),
+                              keys.transpose(-1, -2)) * attn.scaling               # (b, KV, G, L)
+        if bias is not None:
+            scores = scores + bias
+        out = torch.matmul(scores.softmax(-1, dtype=torch.float32).to(values.dtype), values)
+        return attn.o_proj(out.reshape(b, 1, heads * dim))                         # (b, 1, hidden)
+
     def step(tokens, attention, positions, cache):
-        mask = None if bool(attention.all()) else attention[:, None, None, :].bool()
-        hidden = inner.embed_tokens(tokens)                                     # (b, 1, H)
+        # Padded positions get -inf before the softmax (None when nothing is padded).
+        bias = None if bool(attention.all()) else torch.zeros(
+            attention.shape, dtype=torch.float32, device=attention.device).masked_fill_(
+            attention == 0, float("-inf"))[:, None, None, :]                      # (b, 1, 1, L)
+        hidden = inner.embed_tokens(tokens)                                         # (b, 1, hidden)
         position_embeddings = inner.rotary_emb(hidden, positions)
         for layer in layers:
-            hidden = layer(hidden, attention_mask=mask, position_embeddings=position_embeddings,
-                           position_ids=positions, use_cache=True, **{argument: cache})
-        return model.lm_head(inner.norm(hidden))[:, -1]                          # (b, V)
+            hidden = hidden + attend(layer.self_attn, layer.input_layernorm(hidden), position_embeddings,
+                                     bias, cache)
+            hidden = hidden + layer.mlp(layer.post_attention_layernorm(hidden))
+        return model.lm_head(inner.norm(hidden))[:, -1]                              # (b, V)
 
     return step

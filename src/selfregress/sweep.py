@@ -171,7 +171,9 @@ def run_sweep(config: SweepConfig, store, log=print, attach_run_id: str | None =
 def run_chain_process(job: Job, sweep_id: str, parent_run_id: str, experiment: str, grader_workers: int,
                       log, resume: str | None = None) -> int:
     """One chain as its own `python -m selfregress main` process; its lines are prefixed and relayed."""
-    options = {**job.options, "workers": str(grader_workers), **({"resume": resume} if resume else {})}
+    # Each chain gets its share of the cores for torch, as it does for its grader.
+    options = {**job.options, "workers": str(grader_workers), "threads": str(grader_workers),
+               **({"resume": resume} if resume else {})}
     command = [sys.executable, "-m", "selfregress", "main", "--experiment", experiment,
                "--sweep_id", sweep_id, "--parent_run_id", parent_run_id,
                *[item for k, v in options.items() for item in (f"--{k}", v)]]

@@ -57,6 +57,16 @@ def test_same_curve_as_recorded(condition, mlflow_store, grader_pool, tiny_base)
                                 f"peak {max(max(c) for c in expected['pass_at_1']):.3f}; run: http")
 
 
+def test_two_torch_threads_give_the_same_curve(mlflow_store, grader_pool, tiny_base):
+    """The CLI runs a lone chain on every core (cli.default_threads): the numbers must not depend
+    on it. (torch's matmuls split their outputs, not their sums, across threads on this CPU.)"""
+    import torch
+
+    torch.set_num_threads(2)                       # the autouse fixture puts 1 back
+    records = run("naive", mlflow_store, grader_pool, tiny_base, lambda m: None)
+    assert [r.pass_at_1 for r in records] == RECORDED["conditions"]["naive"]["pass_at_1"]
+
+
 if __name__ == "__main__":   # re-record: python -m tests.chain.test_behaviour_unchanged
     import os
     import tempfile
