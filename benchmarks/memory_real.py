@@ -42,7 +42,8 @@ def child(args: argparse.Namespace) -> None:
 
     from selfregress import lora
     from selfregress.policy import Policy, load_policy
-    from selfregress.sampling import Samples, completion_logprobs
+    from selfregress.forcing import completion_logprobs
+    from selfregress.sampling import Samples
 
     torch.set_num_threads(args.threads)
     policy = load_policy(args.model, device="cpu")

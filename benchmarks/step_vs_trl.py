@@ -147,7 +147,7 @@ def run_ours(model_dir: str, tasks, score: Score, args) -> dict:
     from selfregress import step as step_module
     from selfregress.step import StepTimes, frozen_copy, step_seed, train_step
     from selfregress.updates import make_update
-    from selfregress.sampling import completion_logprobs
+    from selfregress.forcing import completion_logprobs
     from selfregress.policy import load_policy
 
     policy = load_policy(model_dir, device="cpu")

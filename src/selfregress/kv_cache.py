@@ -98,8 +98,8 @@ _DIRECT_CLASSES = ("Qwen2ForCausalLM", "LlamaForCausalLM")
 
 
 def direct_decode_step(model):
-    """A function (tokens (b, 1), attention (b, L), positions (b, 1), cache) -> logits (b, V),
-    equal to ``model(...)`` on one new token up to float rounding, or None where the model is not
+    """A function (tokens (b, 1), attention (b, capacity), positions (b, 1), cache) -> logits (b, V),
+    equal to ``model(...)`` on one new token (attention ``[:, :L]``) up to float rounding, or None where the model is not
     one this was written for.
 
     At a hidden size of 128 the model-level wrappers of ``forward`` (output capturing, config
@@ -113,7 +113,8 @@ def direct_decode_step(model):
     same GQA head map as ``repeat_kv`` (query head h reads key/value head h // G); only the
     order of the float sums differs (outputs agree to ~1e-6, ``tests/policy/test_sampling.py``),
     so a sampled token differs from the SDPA path's only when its uniform lands within that
-    rounding of a CDF boundary. Only for the classes above, with full attention in every layer
+    rounding of a CDF boundary. The padding bias and the rotary cos/sin of every position are
+    computed once per decode loop, not per token. Only for the classes above, with full attention in every layer
     and no attention dropout in eval; LoRA wrappers (peft) and anything else keep ``model(...)``.
     """
     config = model.config
@@ -142,13 +143,24 @@ def direct_decode_step(model):
         out = torch.matmul(scores.softmax(-1, dtype=torch.float32).to(values.dtype), values)
         return attn.o_proj(out.reshape(b, 1, heads * dim))                         # (b, 1, hidden)
 
+    state = {}   # per decode loop: the padding bias and the rotary tables, made once
+
     def step(tokens, attention, positions, cache):
-        # Padded positions get -inf before the softmax (None when nothing is padded).
-        bias = None if bool(attention.all()) else torch.zeros(
-            attention.shape, dtype=torch.float32, device=attention.device).masked_fill_(
-            attention == 0, float("-inf"))[:, None, None, :]                      # (b, 1, 1, L)
+        """``attention``: (b, capacity) 1 on real positions, the same tensor from step to step
+        until the loop drops finished rows (then a new one)."""
+        key = (attention.data_ptr(), *attention.shape)
+        if state.get("key") != key:          # padded positions get -inf before the softmax
+            state["key"] = key
+            state["bias"] = None if bool(attention.all()) else torch.zeros(
+                attention.shape, dtype=torch.float32, device=attention.device).masked_fill_(
+                attention == 0, float("-inf"))[:, None, None, :]                  # (b, 1, 1, capacity)
         hidden = inner.embed_tokens(tokens)                                         # (b, 1, hidden)
-        position_embeddings = inner.rotary_emb(hidden, positions)
+        if "rotary" not in state:            # cos, sin of every position the loop can reach
+            every = torch.arange(attention.shape[1], device=attention.device)[None]
+            state["rotary"] = [t[0] for t in inner.rotary_emb(hidden, every)]      # (capacity, D) each
+        position_embeddings = tuple(table[positions] for table in state["rotary"])  # (b, 1, D) each
+        length = cache.get_seq_length() + 1
+        bias = None if state["bias"] is None else state["bias"][..., :length]
         for layer in layers:
             hidden = hidden + attend(layer.self_attn, layer.input_layernorm(hidden), position_embeddings,
                                      bias, cache)

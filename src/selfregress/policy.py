@@ -5,9 +5,9 @@
 - ``build_prompt`` uses the tokenizer's chat template when it has one, and otherwise
   ``PLAIN_TEMPLATE``, the exact text the embedded base model is fine-tuned on.
 - ``extract_program`` pulls the program out of a completion: fenced code or plain code.
-- The policy owns the model; sampling and the log-probs of the loss use it and live in
-  ``selfregress.sampling`` (``sample``, ``Samples``, ``completion_logprobs``), which imports
-  this module and not the other way round.
+- The policy owns the model; sampling (``selfregress.sampling``: ``sample``, ``Samples``) and
+  the log-probs of the loss (``selfregress.forcing``: ``completion_logprobs``) use it, and
+  import this module, not the other way round.
 """
 
 from __future__ import annotations

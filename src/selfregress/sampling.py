@@ -1,4 +1,4 @@
-"""Batched sampling with a KV cache, and the teacher-forced log-probs the loss differentiates.
+"""Batched sampling with a KV cache (the teacher-forced log-probs are ``forcing.py``).
 
 This is the hot path of every RL step (sample -> grade -> advantages -> loss -> step), so
 ``sample`` drives the model's ``forward`` in a tight loop instead of ``model.generate``:
@@ -26,8 +26,8 @@ from typing import TYPE_CHECKING, Callable
 import torch
 from torch import Tensor
 
+from selfregress.forcing import positions_from_mask
 from selfregress.kv_cache import _accepts, _cache_argument, _new_cache, direct_decode_step
-from selfregress.logprobs import sampled_logprobs, sampled_logprobs_and_entropy
 from selfregress.token_draw import sample_tokens
 
 if TYPE_CHECKING:
@@ -126,11 +126,6 @@ def pad_token_id(tokenizer) -> int:
         if candidate is not None:
             return candidate
     return 0
-
-
-def positions_from_mask(mask: Tensor) -> Tensor:
-    """(B, L) -> (B, L) position ids that start at 0 on each row's first real token."""
-    return (mask.cumsum(-1) - 1).clamp(min=0)
 
 
 # ---- many tokens -----------------------------------------------------------------------------
@@ -259,42 +254,9 @@ def _decode(model, prompt_ids: Tensor, prompt_mask: Tensor, *, n: int, temperatu
             cache.batch_select_indices(keep)
             rows, tokens, finished = rows[keep], tokens[keep], finished[keep]
             next_position, attention = next_position[keep], attention[keep]
-        logits = (direct(tokens[:, None], attention[:, :width + t + 1], next_position[:, None], cache)
+        logits = (direct(tokens[:, None], attention, next_position[:, None], cache)
                   if direct is not None else  # (b, V)
                   model(input_ids=tokens[:, None], attention_mask=attention[:, :width + t + 1],
                         position_ids=next_position[:, None], **cache_kwargs).logits[:, -1])
         next_position = next_position + 1
     return completion_ids[:, :steps], logprobs[:, :steps], lengths.clamp(max=steps)
-
-
-# ---- log-probs for the loss ------------------------------------------------------------------
-def completion_logprobs(model, samples: Samples, *, temperature: float = 1.0, top_p: float = 1.0,
-                        entropy: bool = True) -> tuple[Tensor, Tensor | None]:
-    """Teacher-forced (logprobs (B, T), entropy (B, T) | None) of each completion token.
-
-    logprobs[i, t] = log p~(y_it | prompt, y_i<t), with grad, where p~ is the distribution the
-    sampler draws from: softmax(logits / temperature) restricted to the top-p nucleus and
-    renormalised (``logprobs.sampled_logprobs``; the sampler keeps the same nucleus,
-    ``logprobs.nucleus``). This is what the policy-gradient loss, the KL and the Fisher
-    differentiate. entropy[i, t] = H(p~) of the same distribution, detached (a diagnostic), or
-    None with ``entropy=False``. Both are 0 where completion_mask is 0. At the sampling settings
-    this recomputes ``samples.logprobs`` up to float error, provided dropout is off (``model.eval()``
-    still lets grads flow). The start policy's log-probs for the KL use top_p = 1: its own nucleus may not hold a token the
-    policy drew, and the KL would be infinite. Micro-batch with ``samples.select`` when (B, T, V)
-    logits do not fit.
-    """
-    device = next(model.parameters()).device
-    prompt_ids, completion_ids = samples.prompt_ids.to(device), samples.completion_ids.to(device)
-    completion_mask = samples.completion_mask.to(device)
-    ids = torch.cat([prompt_ids, completion_ids], dim=1)                        # (B, P + T)
-    mask = torch.cat([samples.prompt_mask.to(device), completion_mask], dim=1)  # (B, P + T)
-    steps = completion_ids.shape[1]
-    # Positions P-1 .. P+T-2 predict the T completion tokens: keep only those logits.
-    keep = {"logits_to_keep": steps + 1} if _accepts(model, "logits_to_keep") else {}
-    logits = model(input_ids=ids, attention_mask=mask, position_ids=positions_from_mask(mask),
-                   use_cache=False, **keep).logits
-    logits = logits[:, -steps - 1:-1]                                           # (B, T, V), a view
-    if not entropy:
-        return sampled_logprobs(logits, completion_ids, temperature, top_p) * completion_mask, None
-    token_logprobs, entropies = sampled_logprobs_and_entropy(logits, completion_ids, temperature, top_p)
-    return token_logprobs * completion_mask, entropies * completion_mask

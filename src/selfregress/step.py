@@ -24,7 +24,8 @@ from selfregress.evaluation import evaluate
 from selfregress.grading import fail_if_unresolved, grade_retrying
 from selfregress.losses import distinct_ratio, k3_sequence, policy_gradient_loss
 from selfregress.policy import build_prompt, extract_program
-from selfregress.sampling import completion_logprobs, sample
+from selfregress.forcing import completion_logprobs
+from selfregress.sampling import sample
 from selfregress.updates import Update
 
 

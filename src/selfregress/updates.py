@@ -15,7 +15,7 @@ from typing import Callable, Protocol
 import torch
 
 from selfregress.losses import ADVANTAGES, KL_ESTIMATORS, KLEstimator, ewc_penalty, update_ema
-from selfregress.sampling import completion_logprobs
+from selfregress.forcing import completion_logprobs
 
 
 class Penalty(Protocol):

@@ -117,7 +117,8 @@ def test_kl_reference_is_the_start_adapter_after_a_restart(grader_pool, tiny_bas
     """A campaign that starts from a trained adapter keeps a frozen copy of it as the KL
     reference (not the base): the first step samples the start itself, so its KL is ~0."""
     from selfregress.step import start_reference
-    from selfregress.sampling import completion_logprobs, sample
+    from selfregress.forcing import completion_logprobs
+    from selfregress.sampling import sample
 
     config = tiny_config(tiny_base, condition="kl", seed=2, **LORA)
     policy = campaign_policy(config, tiny_base)

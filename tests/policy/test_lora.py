@@ -10,7 +10,8 @@ pytest.importorskip("peft", reason="peft is not installed: pip install -c constr
 
 from selfregress import lora  # noqa: E402
 from selfregress.policy import Policy, load_policy  # noqa: E402
-from selfregress.sampling import completion_logprobs, sample  # noqa: E402
+from selfregress.forcing import completion_logprobs  # noqa: E402
+from selfregress.sampling import sample  # noqa: E402
 
 
 def _logits(model, ids):

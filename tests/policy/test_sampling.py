@@ -10,7 +10,8 @@ from selfregress import logprobs as logprobs_module
 from selfregress import sampling
 from selfregress.logprobs import nucleus
 from selfregress.policy import build_prompt, load_policy
-from selfregress.sampling import Samples, completion_logprobs, encode_prompts, sample
+from selfregress.forcing import completion_logprobs
+from selfregress.sampling import Samples, encode_prompts, sample
 from selfregress.token_draw import sample_tokens
 
 
@@ -163,7 +164,8 @@ def test_direct_decode_step_gives_model_forwards_logits(model_dirs, arch):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from selfregress.kv_cache import _new_cache, direct_decode_step
-    from selfregress.sampling import encode_prompts, positions_from_mask
+    from selfregress.forcing import positions_from_mask
+    from selfregress.sampling import encode_prompts
 
     model = AutoModelForCausalLM.from_pretrained(model_dirs[arch]).eval()
     tokenizer = AutoTokenizer.from_pretrained(model_dirs[arch])
@@ -177,13 +179,13 @@ def test_direct_decode_step_gives_model_forwards_logits(model_dirs, arch):
             positions = positions_from_mask(mask)
             for cache in caches:
                 out = model(input_ids=ids, attention_mask=mask, position_ids=positions, cache=cache, use_cache=True)
-            attention, position = mask, positions[:, -1:]
+            attention = torch.cat([mask, torch.ones_like(mask[:, :8])], dim=1)     # the loop's (b, capacity)
+            position, width = positions[:, -1:], ids.shape[1]
             tokens = out.logits[:, -1].argmax(-1, keepdim=True)
-            for _ in range(6):
-                attention = torch.cat([attention, torch.ones_like(attention[:, :1])], dim=1)
+            for t in range(6):
                 position = position + 1
                 ours = direct(tokens, attention, position, caches[0])
-                theirs = model(input_ids=tokens, attention_mask=attention, position_ids=position,
+                theirs = model(input_ids=tokens, attention_mask=attention[:, :width + t + 1], position_ids=position,
                                cache=caches[1], use_cache=True).logits[:, -1]
                 torch.testing.assert_close(ours, theirs, atol=2e-5, rtol=1e-5)
                 tokens = theirs.argmax(-1, keepdim=True)
