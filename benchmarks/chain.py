@@ -32,6 +32,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--condition", default="naive")
     parser.add_argument("--model", default="", help="start model; default: bootstrap one (about 3 min)")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="torch threads; 0: as `main` does (OMP_NUM_THREADS, else the cores, at most 4)")
     args = parser.parse_args()
 
     folder = tempfile.mkdtemp(prefix="chain-bench-")
@@ -39,7 +41,9 @@ def main() -> None:
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     import torch
 
-    torch.set_num_threads(1)
+    from selfregress.cli import default_threads
+
+    torch.set_num_threads(args.threads or default_threads())
     from grader import Grader
     from selfregress.bootstrap import ensure_base_model
     from selfregress.chain import run_chain
@@ -67,7 +71,8 @@ def main() -> None:
     child_rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
 
     print(f"chain: {args.condition}, {len(records)} campaigns, {steps} steps, {evaluations} evaluations, "
-          f"batch {config.batch_size}x{config.group_size}, eval {config.eval_tasks}x{config.eval_samples}")
+          f"batch {config.batch_size}x{config.group_size}, eval {config.eval_tasks}x{config.eval_samples}, "
+          f"{torch.get_num_threads()} torch thread(s)")
     print(f"wall time: {wall:.1f} s ({wall / steps:.2f} s per step, evaluation included); "
           f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     print(f"CPU time: main process {cpu / steps:.2f} s per step, grader processes {grader_cpu / steps:.2f} s "

@@ -1,5 +1,6 @@
-"""evaluate() grades rows while sampling goes on: its verdicts and programs are those of sampling
-every chunk first and grading after, row for row (real grader, tiny random Qwen2)."""
+"""evaluate() grades rows while sampling goes on (a core to spare) or each chunk once it is
+sampled (torch on every core): either way its verdicts and programs are those of sampling every
+chunk first and grading after, row for row (real grader, tiny random Qwen2)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,11 @@ def grader():
         yield g
 
 
-def test_overlapped_grading_equals_sampling_then_grading(eos_heavy, grader):
+@pytest.mark.parametrize("overlap", [True, False])
+def test_overlapped_grading_equals_sampling_then_grading(eos_heavy, grader, overlap, monkeypatch):
+    from selfregress import evaluation
+
+    monkeypatch.setattr(evaluation, "_a_core_to_spare", lambda: overlap)
     tasks = synthetic_splits(seed=0).eval[:5]
     # chunk 4 with 2 samples: chunks of 2 tasks, so the row offsets of later chunks are used
     result = evaluate(eos_heavy, tasks, grader, samples=2, temperature=1.0, max_new_tokens=16,
