@@ -12,13 +12,12 @@ the default step (16 prompts x 4 samples) a quarter of the work is gone. Only th
 float sums differs, so log-probs agree with the one-pass form to ~1e-6
 (``tests/policy/test_forcing.py``, which checks gradients too).
 
-Notation as in ``sampling``: B rows, P prompt tokens (left-padded), T completion tokens
+``samples`` is a ``sampling.Samples`` (not imported: sampling imports this module). Notation as
+in ``sampling``: B rows, P prompt tokens (left-padded), T completion tokens
 (right-padded), V vocabulary.
 """
 
 from __future__ import annotations
-
-from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
@@ -26,16 +25,13 @@ from torch import Tensor
 from selfregress.kv_cache import _accepts, _cache_argument
 from selfregress.logprobs import sampled_logprobs, sampled_logprobs_and_entropy
 
-if TYPE_CHECKING:
-    from selfregress.sampling import Samples
-
 
 def positions_from_mask(mask: Tensor) -> Tensor:
     """(B, L) -> (B, L) position ids that start at 0 on each row's first real token."""
     return (mask.cumsum(-1) - 1).clamp(min=0)
 
 
-def completion_logprobs(model, samples: "Samples", *, temperature: float = 1.0, top_p: float = 1.0,
+def completion_logprobs(model, samples, *, temperature: float = 1.0, top_p: float = 1.0,
                         entropy: bool = True, share_prompts: bool = True) -> tuple[Tensor, Tensor | None]:
     """Teacher-forced (logprobs (B, T), entropy (B, T) | None) of each completion token.
 
@@ -65,7 +61,7 @@ def completion_logprobs(model, samples: "Samples", *, temperature: float = 1.0, 
     return token_logprobs * completion_mask, entropies * completion_mask
 
 
-def _one_pass_logits(model, samples: "Samples", device) -> Tensor:
+def _one_pass_logits(model, samples, device) -> Tensor:
     """The logits that predict the T completion tokens, from one pass over every row: (B, T, V)."""
     prompt_ids, completion_ids = samples.prompt_ids.to(device), samples.completion_ids.to(device)
     ids = torch.cat([prompt_ids, completion_ids], dim=1)                        # (B, P + T)
@@ -78,7 +74,7 @@ def _one_pass_logits(model, samples: "Samples", device) -> Tensor:
     return logits[:, -steps - 1:-1]                                             # (B, T, V), a view
 
 
-def _shared_prompt_logits(model, samples: "Samples", device) -> Tensor:
+def _shared_prompt_logits(model, samples, device) -> Tensor:
     """The same logits, each distinct prompt run once: prompt pass (N rows) with a cache, its
     keys/values and last logits gathered to the B rows, then the completions (B rows)."""
     from transformers import DynamicCache

@@ -32,7 +32,6 @@ from pathlib import Path
 from selfregress import metric_keys as K
 from selfregress.chain_config import ChainConfig
 from selfregress.controllers import CampaignRecord, peak_step
-from selfregress.tracking import Run
 
 
 def kept_steps(record: CampaignRecord, min_delta: float, next_start_id: str | None) -> set[int]:
@@ -60,6 +59,8 @@ def retain(config: ChainConfig, store, record: CampaignRecord) -> CampaignRecord
         store.delete_weights(record.checkpoints[step])
     sizes = store.metric_history(record.run_id, K.CHECKPOINT_BYTES)   # step -> bytes, of what it wrote
     kept = float(sum(size for step, size in sizes.items() if step in record.checkpoints and step not in prune))
+    from selfregress.tracking import Run   # here: records (and so report --help) stay MLflow-free
+
     run = Run(store, record.run_id)
     tags = dict(record.tags)
     if prune:   # written once the files are gone: a kill before it leaves them listed, and retried
