@@ -1,6 +1,6 @@
 """Benchmark one chain: seconds per step and where they go, the chain's wall time, peak RSS.
 
-    python benchmarks/chain.py                      # the default 10 x 20 chain (about 13 min)
+    python benchmarks/chain.py                      # the default 10 x 20 chain (about 9-10 min on 2 cores)
     python benchmarks/chain.py --campaigns 1        # one campaign, projected to 10 x 20
     python benchmarks/chain.py --model PATH_OR_URI  # skip building the base model
 
