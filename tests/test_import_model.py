@@ -74,3 +74,17 @@ def test_import_registers_a_plain_folder_with_the_same_logits(gguf_model, mlflow
         got = policy.model(input_ids=ids).logits
     assert got.shape == (1, ids.shape[1], 49152)
     assert torch.equal(got, expected)
+
+
+@needs_wheel
+def test_plain_copy_runs_before_any_save(gguf_model):
+    """The copy is usable in memory (benchmarks/sampling_real.py samples from it): its rotary
+    inv_freq, a buffer outside the state dict, is the original's, not a meta tensor."""
+    import torch
+
+    model, tokenizer = gguf_model
+    fresh = import_model.plain_copy(model)
+    assert [name for name, buffer in fresh.named_buffers() if buffer.is_meta] == []
+    ids = tokenizer("def add(a, b):", return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        assert torch.equal(fresh(input_ids=ids).logits, model(input_ids=ids).logits)

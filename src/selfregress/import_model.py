@@ -93,6 +93,13 @@ def plain_copy(model):
     with torch.device("meta"):
         fresh = model.__class__(config)
     fresh.load_state_dict(model.state_dict(), assign=True)
+    # Buffers that are not in the state dict (the rotary embedding's inv_freq) are still on
+    # "meta": take the original's, or a forward pass fails before save_pretrained + reload.
+    for name, buffer in model.named_buffers():
+        owner, _, attribute = name.rpartition(".")
+        module = fresh.get_submodule(owner)
+        if module._buffers.get(attribute) is not None and module._buffers[attribute].is_meta:
+            module._buffers[attribute] = buffer.clone()
     fresh.tie_weights()   # lm_head shares the embedding (tie_word_embeddings)
     fresh.generation_config = model.generation_config
     return fresh.eval()
