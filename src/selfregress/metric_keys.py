@@ -6,6 +6,9 @@ MLflow rejects '@' in keys: ``pass_at_1``, never ``pass@1``.
 PASS_AT_1 = "pass_at_1"                    # held-out pass@1 (mean reward over tasks x samples)
 EVAL_SUCCESSES = "eval/successes"          # passing samples in that evaluation
 EVAL_TRIALS = "eval/trials"                # samples graded in that evaluation
+# The same counts on the even-indexed eval tasks only: two disjoint halves for signature.py's cross-fit.
+EVAL_SUCCESSES_EVEN = "eval/successes_even"
+EVAL_TRIALS_EVEN = "eval/trials_even"
 
 TRAIN_REWARD_MEAN = "train/reward_mean"    # mean binary reward of the step's RL samples
 TRAIN_ENTROPY = "train/entropy"            # mean per-token entropy of the policy on its samples

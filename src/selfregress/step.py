@@ -166,9 +166,12 @@ def evaluate_step(policy, eval_tasks, grader, *, samples: int, temperature: floa
     t0 = time.perf_counter()
     result = evaluate(policy, dist.shard(eval_tasks), grader, samples=samples, temperature=temperature,
                       top_p=top_p, max_new_tokens=max_new_tokens, seed=seed + 7919 * dist.rank, check=False)
-    successes, trials, sandbox_errors, unresolved = _total(
-        dist, int(result.successes.sum()), result.trials, result.sandbox_errors, result.unresolved)
+    even = (dist.rank + dist.world * np.arange(len(result.successes))) % 2 == 0   # global task index
+    successes, trials, even_successes, even_trials, sandbox_errors, unresolved = _total(
+        dist, int(result.successes.sum()), result.trials, int(result.successes[even].sum()),
+        int(even.sum()) * result.samples, result.sandbox_errors, result.unresolved)
     fail_if_unresolved("evaluation", sandbox_errors, unresolved, trials, result.sandbox_detail)
     times.evaluation += time.perf_counter() - t0
     return {K.PASS_AT_1: float(successes / max(trials, 1)), K.EVAL_SUCCESSES: float(successes),
-            K.EVAL_TRIALS: float(trials), K.SANDBOX_ERRORS: float(sandbox_errors)}
+            K.EVAL_TRIALS: float(trials), K.EVAL_SUCCESSES_EVEN: float(even_successes),
+            K.EVAL_TRIALS_EVEN: float(even_trials), K.SANDBOX_ERRORS: float(sandbox_errors)}

@@ -10,8 +10,11 @@ parameters, Optuna's optimisation-history and importance plots, and a params fil
 What the chains share and what is searched: ``chain_params`` / ``params_file`` and ``search``
 (``search_space.py``); an empty ``search`` is the controller's own space (ES or CARE thresholds).
 
-The objective is the mean end-of-chain pass@1 over the tuning seeds, on the selection (eval)
-split; trial chains run with ``report_tasks=0``, so the report split is never even evaluated.
+The objective (``objective``) is, over the tuning seeds, on the selection (eval) split: ``end``,
+the mean end-of-chain pass@1; or ``signature``, the mean over seeds and campaigns of the
+cross-fit rise-and-fall score (``signature.py``: peak picked on one half of the eval tasks,
+measured on the other, in sd), the regime search of issue #16. Trial chains run with
+``report_tasks=0``, so the report split is never even evaluated.
 The seeds default to 100-102, disjoint from the evaluation seeds 0-4: thresholds picked on the
 seeds they are then evaluated on would carry the selection's luck into the reported numbers.
 """
@@ -52,6 +55,9 @@ class TuneConfig:
     campaigns: int = option(10, "campaigns per chain")
     steps: int = option(20, "steps per campaign")
     eval_tasks: int = option(128, "held-out tasks per evaluation")
+    objective: str = option("end", "what a trial maximises: end (mean end-of-chain pass@1) or signature "
+                                   "(mean cross-fit min(rise, fall) in sd, per campaign: signature.py)",
+                            ("end", "signature"))
     out: str = option("best_params.json", "where the best parameters are written, for -P params_file")
 
     def validate(self) -> None:
@@ -93,10 +99,10 @@ class TuneConfig:
         and fixed settings (so that two different searches never share a study's trials)."""
         if self.study_name:
             return self.study_name
-        if not self.search and not self.chain_params and not self.params_file:
+        if not self.search and not self.chain_params and not self.params_file and self.objective == "end":
             return f"selfregress-{self.controller}"
-        space = json.dumps([self.search, parse_chain_params(self.chain_params, self.params_file)],
-                           sort_keys=True, default=str)
+        space = json.dumps([self.search, parse_chain_params(self.chain_params, self.params_file)]
+                           + ([self.objective] if self.objective != "end" else []), sort_keys=True, default=str)
         return f"selfregress-{self.chain_condition}-{hashlib.sha256(space.encode()).hexdigest()[:8]}"
 
 
@@ -164,20 +170,23 @@ def run_study(config: TuneConfig, store, grader, base_model: str, log=print,
                     f"{', '.join(f'{k}={v}' for k, v in values.items())}; its chains are nested below.")
             with store.run(f"trial-{trial.number}", "trial", parent=study_run, params=values,
                            tags={K.TRIAL: trial.number, K.STUDY_NAME: config.name, K.NOTE: note}) as trial_run:
-                ends = []
+                values_per_seed = []
                 for i, seed in enumerate(seeds):
                     chain = parse(ChainConfig, {**fixed, "condition": condition, "seed": seed, "report_tasks": 0,
                                                 **values})
                     chain_id = run_chain(chain, store, grader, base_model, log=lambda m: None, parent=trial_run)
-                    ends.append(store.chain_run(chain_id)[0].data.metrics[K.CHAIN_END])
-                    mean = sum(ends) / len(ends)
+                    value, figures = chain_objective(config.objective, store, chain_id)
+                    values_per_seed.append(value)
+                    mean = sum(values_per_seed) / len(values_per_seed)
                     trial.report(mean, step=i)                      # per seed, so the pruner can act
-                    trial_run.log_metrics({"objective/running_mean": mean}, step=i)
+                    trial_run.log_metrics({"objective/running_mean": mean,
+                                           **{f"objective/{k}": v for k, v in figures.items()}}, step=i)
                     if trial.should_prune():
                         trial_run.set_tags({K.OPTUNA_STATE: "PRUNED"})
                         raise optuna.TrialPruned()
-                trial_run.log_metrics({"objective/mean_end_pass_at_1": mean}, step=len(seeds))
-                log(f"trial {trial.number}: {values} -> mean end pass@1 {mean:.4f}")
+                trial_run.log_metrics({f"objective/mean_{OBJECTIVE_NAMES[config.objective]}": mean},
+                                      step=len(seeds))
+                log(f"trial {trial.number}: {values} -> mean {OBJECTIVE_NAMES[config.objective]} {mean:.4f}")
                 return mean
 
         # A failed trial (its process died, or the store went away under it) does not count:
@@ -194,6 +203,29 @@ def run_study(config: TuneConfig, store, grader, base_model: str, log=print,
                                config.n_trials, states=(*counted, TrialState.RUNNING, TrialState.WAITING))])
         best = finish_study(study, study_run, config, condition)
     return best
+
+
+OBJECTIVE_NAMES = {"end": "end_pass_at_1", "signature": "signature_score"}
+OBJECTIVE_WORDS = {"end": "the mean end-of-chain pass@1",
+                   "signature": "the mean cross-fit rise-and-fall score (min(rise, fall) in sd, per campaign)"}
+
+
+def chain_objective(objective: str, store, chain_id: str) -> tuple[float, dict[str, float]]:
+    """(the chain's objective value, figures logged beside it at the seed's step).
+
+    ``signature``: the mean over the chain's campaigns of the cross-fit score, with the
+    campaign-0 rise and fall in sd and the number of campaigns whose score is at least 2.
+    """
+    if objective == "end":
+        return store.chain_run(chain_id)[0].data.metrics[K.CHAIN_END], {}
+    from selfregress.signature import chain_signatures
+
+    signatures = chain_signatures(store, store.campaign_runs(chain_id, finished=True))
+    first = signatures[0]
+    figures = {"campaign0_rise_sd": first.rise / first.sd if first.sd else 0.0,
+               "campaign0_fall_sd": first.fall / first.sd if first.sd else 0.0,
+               "campaigns_scoring_2sd": float(sum(s.score >= 2 for s in signatures))}
+    return sum(s.score for s in signatures) / len(signatures), figures
 
 
 def finish_study(study, study_run, config: TuneConfig, condition: str) -> dict:
@@ -222,7 +254,7 @@ def study_note(config: TuneConfig, dims: tuple[Dimension, ...], fixed: dict) -> 
     shared = ", ".join(f"{k}={v}" for k, v in sorted(fixed.items()))
     return (f"Optuna study **{config.name}**: up to {config.n_trials} trials, each a nested run with one "
             f"{config.chain_condition} chain per tuning seed ({config.seeds}). It searches "
-            f"{', '.join(d.describe() for d in dims)} and maximises the mean end-of-chain pass@1 over "
+            f"{', '.join(d.describe() for d in dims)} and maximises {OBJECTIVE_WORDS[config.objective]} over "
             f"those seeds (TPE sampler, median pruner). Every chain shares {shared}. The best draw is "
             f"in the best/* tags and in {config.out} (`-P params_file=...` for `main`); Optuna's plots "
             "are under the optuna/ artifacts.")

@@ -45,6 +45,9 @@ def test_two_process_chain_logs_once_and_completely(cli_store, tiny_base):
             assert len(steps) == len(set(steps)), f"{key} logged twice at a step"
         # 12 eval tasks x 2 samples: both processes' shards gathered at every step
         assert record.trials == [24] * len(record.pass_at_1)
+        # rank 0's shard is the even-indexed tasks (0, 2, ...), rank 1's the odd ones: 6 x 2 samples
+        even = cli_store.metric_history(record.run_id, K.EVAL_TRIALS_EVEN)
+        assert [even[s] for s in sorted(even)] == [12.0] * len(record.pass_at_1)
         assert sorted(record.checkpoints) == list(range(len(record.pass_at_1)))
         assert record.tags["controller/decision"] in ("continue", "rollforward_peak")
 

@@ -142,3 +142,44 @@ def test_tune_refuses_a_bad_space_in_one_line(options, message, cli_store):
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines() == [f"error: {result.stderr.strip()[7:]}"]
     assert message in result.stderr
+
+
+def test_signature_objective_is_the_cross_fit_score_of_the_logged_halves(tmp_path, cli_store, tiny_base):
+    """objective=signature: each trial's value is recomputed here from the campaigns' logged
+    halves; 5 eval tasks give an even half of 3 tasks (0, 2, 4) and an odd one of 2."""
+    from grader import Grader
+    from selfregress import metric_keys as K
+    from selfregress.signature import cross_fit
+
+    config = parse(TuneConfig, {"condition": "naive", "n_trials": 2, "seeds": "100,101",
+                                "storage": f"sqlite:///{tmp_path}/optuna.db", "campaigns": 2, "steps": 2,
+                                "eval_tasks": 5, "objective": "signature", "out": str(tmp_path / "best.json"),
+                                "chain_params": "batch_size=2,group_size=2,max_new_tokens=24,eval_samples=2",
+                                "search": "lr=1e-4:1e-3:log"})
+    assert config.name != parse(TuneConfig, {**{k: getattr(config, k) for k in ("condition", "search",
+                                                                               "chain_params")}}).name
+    with Grader(workers=2) as grader:
+        run_study(config, cli_store, grader, tiny_base, log=lambda m: None)
+
+    study = optuna.load_study(study_name=config.name, storage=config.storage)
+    for trial_run in cli_store.find_runs("tags.`selfregress.kind` = 'trial'"):
+        scores = []
+        for chain in cli_store.find_runs(f"tags.mlflow.parentRunId = '{trial_run.info.run_id}'"):
+            per_campaign = []
+            for run in cli_store.campaign_runs(chain.data.tags["chain_id"], finished=True):
+                history = {key: cli_store.metric_history(run.info.run_id, key) for key in
+                           (K.EVAL_SUCCESSES, K.EVAL_TRIALS, K.EVAL_SUCCESSES_EVEN, K.EVAL_TRIALS_EVEN)}
+                steps = sorted(history[K.EVAL_SUCCESSES])
+                assert {history[K.EVAL_TRIALS][s] for s in steps} == {10.0}
+                assert {history[K.EVAL_TRIALS_EVEN][s] for s in steps} == {6.0}
+                even = [int(history[K.EVAL_SUCCESSES_EVEN][s]) for s in steps]
+                odd = [int(history[K.EVAL_SUCCESSES][s]) - e for s, e in zip(steps, even)]
+                per_campaign.append(cross_fit(even, odd, 6, 4).score)
+            assert len(per_campaign) == 2
+            scores.append(sum(per_campaign) / 2)
+        value = study.trials[int(trial_run.data.tags["trial"])].value
+        assert value == pytest.approx(sum(scores) / len(scores))
+        assert trial_run.data.metrics["objective/mean_signature_score"] == pytest.approx(value)
+        assert "objective/campaign0_rise_sd" in trial_run.data.metrics
+    study_run = cli_store.find_runs("tags.`selfregress.kind` = 'tune'")[0]
+    assert "cross-fit rise-and-fall score" in study_run.data.tags["mlflow.note.content"]
