@@ -37,11 +37,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--store", required=True, type=Path, help="the sweep's sqlite file")
     parser.add_argument("--out", required=True, type=Path, help="the .tar.gz to write")
+    parser.add_argument("--extra", type=Path, action="append", default=[],
+                        help="another sqlite file beside the store to pack as it is (a tune study's "
+                             "Optuna storage); repeatable")
     args = parser.parse_args()
-    print(archive(args.store, args.out))
+    print(archive(args.store, args.out, args.extra))
 
 
-def archive(store: Path, out: Path) -> str:
+def archive(store: Path, out: Path, extra: list[Path] = ()) -> str:
     """Write ``out``; paths inside it are relative to the store's folder. Returns a summary."""
     from mlflow import MlflowClient
 
@@ -49,9 +52,7 @@ def archive(store: Path, out: Path) -> str:
 
     with tempfile.TemporaryDirectory() as tmp:
         copy = Path(tmp) / "mlflow.db"
-        with contextlib.closing(sqlite3.connect(store)) as source, \
-                contextlib.closing(sqlite3.connect(copy)) as target:
-            source.backup(target)
+        _backup(store, copy)
         client = MlflowClient(f"sqlite:///{copy}")
         stores = [Store(client, "", e.experiment_id) for e in client.search_experiments()]
         runs = [run for each in stores for run in each.find_runs("")]
@@ -72,11 +73,20 @@ def archive(store: Path, out: Path) -> str:
             db.execute("VACUUM")
         with tarfile.open(out, "w:gz") as tar:
             tar.add(copy, arcname="mlflow.db")
+            for path in extra:   # Optuna's storage: its FAIL/RUNNING trials are Optuna's to settle on resume
+                _backup(path, Path(tmp) / path.name)
+                tar.add(Path(tmp) / path.name, arcname=str(path.resolve().relative_to(store.resolve().parent)))
             if base_dir is not None:
                 tar.add(base_dir, arcname=str(base_dir.relative_to(store.resolve().parent)))
     finished = sum(r.data.tags.get(KIND_TAG) == "chain" and r.info.status == "FINISHED" for r in runs)
     return (f"{out}: {finished} finished chains, {len(unfinished)} unfinished dropped, "
             f"base {base or 'not registered (chains name a folder)'}; {out.stat().st_size / 1e6:.1f} MB")
+
+
+def _backup(source: Path, target: Path) -> None:
+    """A consistent copy of a sqlite file that a running process may still write (sqlite's backup API)."""
+    with contextlib.closing(sqlite3.connect(source)) as a, contextlib.closing(sqlite3.connect(target)) as b:
+        a.backup(b)
 
 
 if __name__ == "__main__":

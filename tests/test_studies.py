@@ -48,3 +48,21 @@ def test_archive_keeps_finished_chains_and_the_base_and_drops_unfinished_ones(ml
     assert all(r.info.status == "FINISHED" for r in kept)
     assert copy.get_model_version_by_alias(BASE_MODEL_NAME, BASE_ALIAS).source == f"models:/{base}"
     assert client.get_run(cut).info.status == "RUNNING", "the store itself is left as it was"
+
+
+def test_archive_packs_an_optuna_storage_beside_the_store(mlflow_store, tmp_path):
+    import sqlite3
+
+    with mlflow_store.run("done", "chain", tags={"chain_id": "done"}):
+        pass
+    optuna_db = tmp_path / "optuna.db"
+    with sqlite3.connect(optuna_db) as db:
+        db.execute("create table trials (number integer, state text)")
+        db.execute("insert into trials values (0, 'COMPLETE'), (1, 'RUNNING')")
+    out = tmp_path / "study.tar.gz"
+    studies_archive.archive(tmp_path / "mlflow.db", out, [optuna_db])
+    with tarfile.open(out) as tar:
+        tar.extractall(tmp_path / "unpacked", filter="data")
+    with sqlite3.connect(tmp_path / "unpacked" / "optuna.db") as db:
+        assert db.execute("select number, state from trials order by number").fetchall() == \
+            [(0, "COMPLETE"), (1, "RUNNING")]

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Issue #16's regime search: an Optuna study (tune -P objective=signature) over the naive chain's
+# learning rate and RL-set size, on the cheap proxy (campaigns 0-2, tuning seeds 100-104).
+#   bash studies/regime_search.sh [N_TRIALS]     # from the repository root, after scripts/setup.sh
+# It runs from a code snapshot (a git worktree at $SNAPSHOT), with its MLflow store and its Optuna
+# storage in $STUDY; when $STUDY is empty it unpacks the newest studies/regime-*.tar.gz there
+# first, so a fresh machine continues where the last one stopped (Optuna counts the finished
+# trials; a trial cut off mid-way is marked FAIL and does not count). Two tune processes share the
+# study, one torch thread each (2 cores). Pack it before stopping:
+#   .venv/bin/python studies/archive.py --store /work/study16/mlflow.db --out studies/regime-<date>.tar.gz \
+#       --extra /work/study16/optuna.db
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SNAPSHOT=${SNAPSHOT:-ca9f094}
+STUDY=${STUDY:-/work/study16}
+TRIALS=${1:-30}
+if [ ! -f "$STUDY/mlflow.db" ]; then
+  mkdir -p "$STUDY"
+  archive=$(ls -t studies/regime-*.tar.gz 2>/dev/null | head -n 1 || true)
+  [ -n "$archive" ] && tar xzf "$archive" -C "$STUDY"
+fi
+[ -d "$STUDY/code" ] || git worktree add --detach "$STUDY/code" "$SNAPSHOT"
+export PYTHONPATH="$STUDY/code/src:$STUDY/code"
+export MLFLOW_TRACKING_URI="sqlite:///$STUDY/mlflow.db" MLFLOW_DISABLE_TELEMETRY=true OMP_NUM_THREADS=1
+PY="$PWD/.venv/bin/python"
+cd "$STUDY/code"
+tune() {
+  "$PY" -m selfregress tune --objective signature --condition naive \
+    --search "lr=2e-4:1.5e-3:log,rl_tasks=16|32|64|256" --chain_params checkpoints=none \
+    --campaigns 3 --steps 20 --seeds 100,101,102,103,104 --n_trials "$TRIALS" \
+    --study_name regime-naive-signature --storage "sqlite:///$STUDY/optuna.db" \
+    --out "$STUDY/best_params.json"
+}
+tune > "$STUDY/tune-1.log" 2>&1 &
+first=$!
+sleep 90          # the first process registers the base and opens the study run; the second joins it
+tune > "$STUDY/tune-2.log" 2>&1 &
+wait "$first" $!
