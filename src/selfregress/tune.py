@@ -131,6 +131,20 @@ def suggest(trial, dims: tuple[Dimension, ...]) -> dict:
     return {dim.name: dim.suggest(trial) for dim in dims}
 
 
+def process_sampler(sampler_seed: int, study):
+    """TPE seeded by ``sampler_seed`` plus the number of trials the study already holds.
+
+    Every process that joins a study draws from its own sampler. Seeded alike, two processes
+    drew the same parameters for their first trials (TPE's first 10 are random draws from the
+    seed): the same chains twice, deterministic, so the same value twice. A fresh study's first
+    process keeps ``sampler_seed`` itself; a process that joins or resumes it (after at least one
+    trial was asked) draws from another stream, yet reproducibly for the same study history.
+    """
+    import optuna
+
+    return optuna.samplers.TPESampler(seed=sampler_seed + len(study.trials))
+
+
 def run_study(config: TuneConfig, store, grader, base_model: str, log=print,
               attach_run_id: str | None = None) -> dict:
     """Run (or resume) the study to ``n_trials``; return the best parameters."""
@@ -149,8 +163,8 @@ def run_study(config: TuneConfig, store, grader, base_model: str, log=print,
     storage = optuna.storages.RDBStorage(config.storage, heartbeat_interval=30, grace_period=90)
     study = optuna.create_study(study_name=config.name, storage=storage, direction="maximize",
                                 load_if_exists=True,
-                                sampler=optuna.samplers.TPESampler(seed=config.sampler_seed),
                                 pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0))
+    study.sampler = process_sampler(config.sampler_seed, study)
     optuna.storages.fail_stale_trials(study)
     condition = config.chain_condition
     dims, fixed = config.dimensions, config.fixed_params

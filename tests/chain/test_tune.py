@@ -183,3 +183,22 @@ def test_signature_objective_is_the_cross_fit_score_of_the_logged_halves(tmp_pat
         assert "objective/campaign0_rise_sd" in trial_run.data.metrics
     study_run = cli_store.find_runs("tags.`selfregress.kind` = 'tune'")[0]
     assert "cross-fit rise-and-fall score" in study_run.data.tags["mlflow.note.content"]
+
+
+def test_a_process_that_joins_a_study_draws_other_parameters(tmp_path):
+    """Two processes on one storage, both with sampler_seed 0: the second's first draw is not the
+    first's (it was, before process_sampler: the same chains twice)."""
+    from optuna.distributions import FloatDistribution
+
+    from selfregress.tune import process_sampler
+
+    storage, space = f"sqlite:///{tmp_path}/optuna.db", {"lr": FloatDistribution(1e-4, 1e-3, log=True)}
+    first = optuna.create_study(study_name="s", storage=storage, direction="maximize")
+    first.sampler = process_sampler(0, first)
+    drawn = first.ask(space).params["lr"]                   # still running when the second joins
+    second = optuna.load_study(study_name="s", storage=storage)
+    second.sampler = process_sampler(0, second)
+    assert second.ask(space).params["lr"] != drawn
+    again = optuna.create_study(study_name="t", storage=storage, direction="maximize")
+    again.sampler = process_sampler(0, again)
+    assert again.ask(space).params["lr"] == drawn           # a fresh study draws as before
