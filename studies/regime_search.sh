@@ -11,7 +11,7 @@
 #       --extra /work/study16/optuna.db
 set -euo pipefail
 cd "$(dirname "$0")/.."
-SNAPSHOT=${SNAPSHOT:-ca9f094}
+SNAPSHOT=${SNAPSHOT:-4776fdb}
 STUDY=${STUDY:-/work/study16}
 TRIALS=${1:-30}
 if [ ! -f "$STUDY/mlflow.db" ]; then
