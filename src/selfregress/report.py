@@ -5,7 +5,8 @@ their campaign runs' curves and report-split figures (``report_eval``) and, for 
 their peak and end checkpoints.
 Writes: a report run (``selfregress.kind=report``) with ``report.md``, ``table.csv``, the plots,
 the table as metrics (``table/<condition>/<column>``) and, with ``audit=true``, ``audit.csv``;
-the markdown is also printed. A chain that lacks its report-split figures (run before they
+the markdown is also printed, with ``regime.py``'s rise-and-collapse signature section and its
+``signature.csv``. A chain that lacks its report-split figures (run before they
 existed) is evaluated here once, and the figures are logged on its runs (``fill_missing``);
 with ``fill_missing=false`` it is named and left out of the table.
 
@@ -25,6 +26,7 @@ from selfregress.audit import audit, audit_markdown, gap_in_noise  # noqa: F401 
 from selfregress.conditions import CONDITIONS
 from selfregress.config import option
 from selfregress.records import campaign_records, chain_curve
+from selfregress.regime import signature_markdown, signature_rows
 from selfregress.errors import UserError
 from selfregress.stats import DEFAULT_INTERVAL, INTERVALS, bootstrap_band
 from selfregress.table import ChainFigures, chain_figures, csv_rows, has_report_figures, markdown_table, table, \
@@ -217,6 +219,10 @@ def run_report(config: ReportConfig, store, open_grader=None, log=print, attach_
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     audit_rows = audit(complete, open_grader(), config.audit_repeats, log) if config.audit == "true" else []
+    signatures, signature_csv = signature_rows(complete)
+    if signature_csv:
+        text += "\n\n" + signature_markdown(signatures)
+        _write_csv(out / "signature.csv", signature_csv, csv)
     if audit_rows:
         text += "\n\n" + audit_markdown(audit_rows)
         _write_csv(out / "audit.csv", audit_rows, csv)
@@ -227,7 +233,8 @@ def run_report(config: ReportConfig, store, open_grader=None, log=print, attach_
     with store.run("report", "report", params={k: v for k, v in vars(config).items()},
                    tags={K.SWEEP_ID: config.sweep_id} if config.sweep_id else None,
                    attach_run_id=attach_run_id) as run:
-        files = [out / "report.md", *plots] + ([out / "table.csv"] if rows else []) + ([out / "audit.csv"] if audit_rows else [])
+        files = [out / "report.md", *plots] + ([out / "table.csv"] if rows else []) + \
+            ([out / "signature.csv"] if signature_csv else []) + ([out / "audit.csv"] if audit_rows else [])
         for path in files:
             run.log_artifact(path)
         run.log_metrics(table_metrics(rows), step=0)

@@ -75,6 +75,7 @@ def sweep_report_promote(store, model: str, tmp_path, audit: bool = True, **budg
         assert report_run.data.metrics[f"table/{condition}/end_mean"] == pytest.approx(float(rows[condition]["end_mean"]))
     assert {"report.md", "table.csv", "pass_at_1_by_condition.png", "campaign_start_peak_end.png",
             "diagnostics.png"} <= logged
+    check_signature(store, chains, out, report.stdout, logged)
     if audit:
         check_audit(store, chains, out, report, logged)
 
@@ -225,3 +226,28 @@ def test_sweep_finds_what_to_skip_and_what_to_resume(mlflow_store):
     done = chain(job, "done3", "FINISHED")
     assert finished_chain(mlflow_store, job) == done
     assert chain_to_resume(mlflow_store, other) == "otherconf"
+
+
+def check_signature(store, chains, out, stdout: str, logged: set) -> None:
+    """signature.csv: every campaign's report-split start/peak/end as logged, and its rise and fall
+    in binomial sd of one report evaluation, recomputed here from the campaign runs' metrics."""
+    import math
+
+    from selfregress import metric_keys as K
+    from selfregress.records import campaign_records
+
+    assert "signature.csv" in logged and "rise-and-collapse signature" in stdout
+    rows = {(r["condition"], r["seed"], r["campaign"]): r for r in csv.DictReader((out / "signature.csv").open())}
+    expected = 0
+    for chain in chains:
+        for record in campaign_records(store, chain.data.tags["chain_id"]):
+            row = rows[(chain.data.tags["condition"], chain.data.tags["seed"], str(record.index))]
+            start, peak, end = (record.metrics[K.REPORT_PASS_AT_1[p]] for p in K.REPORT_POINTS)
+            trials = sum(record.metrics[K.REPORT_TRIALS[p]] for p in K.REPORT_POINTS) / 3
+            p_mean = (start + peak + end) / 3
+            sd = math.sqrt(p_mean * (1 - p_mean) / trials)
+            assert [float(row[k]) for k in ("start", "peak", "end")] == [start, peak, end]
+            assert float(row["rise_sd"]) == pytest.approx((peak - start) / sd if sd else 0.0)
+            assert float(row["fall_sd"]) == pytest.approx((peak - end) / sd if sd else 0.0)
+            expected += 1
+    assert len(rows) == expected
