@@ -14,12 +14,13 @@ cd "$(dirname "$0")/.."
 SNAPSHOT=${SNAPSHOT:-4776fdb}
 STUDY=${STUDY:-/work/study16}
 TRIALS=${1:-30}
+mkdir -p "$STUDY"
+# The worktree first: the archive's base model unpacks into code/mlruns (its artifact location).
+[ -d "$STUDY/code/.git" ] || [ -f "$STUDY/code/.git" ] || git worktree add --detach "$STUDY/code" "$SNAPSHOT"
 if [ ! -f "$STUDY/mlflow.db" ]; then
-  mkdir -p "$STUDY"
   archive=$(ls -t studies/regime-*.tar.gz 2>/dev/null | head -n 1 || true)
-  [ -n "$archive" ] && tar xzf "$archive" -C "$STUDY"
+  if [ -n "$archive" ]; then tar xzf "$archive" -C "$STUDY"; fi
 fi
-[ -d "$STUDY/code" ] || git worktree add --detach "$STUDY/code" "$SNAPSHOT"
 export PYTHONPATH="$STUDY/code/src:$STUDY/code"
 export MLFLOW_TRACKING_URI="sqlite:///$STUDY/mlflow.db" MLFLOW_DISABLE_TELEMETRY=true OMP_NUM_THREADS=1
 PY="$PWD/.venv/bin/python"
