@@ -22,8 +22,23 @@ Under no change at all (beta_t constant) its expectation is exactly 0, which
 **In sd units.** sd = sqrt(p (1 - p) / n), the sd of one half's pass rate at the campaign's
 mean pass rate p over both halves and all steps: the issue's "report-noise sd", on a half.
 A campaign scores min(rise, fall) / sd: high only when it rises *and* falls back (0 when p is 0:
-a dead chain shows nothing). The objective is the mean over (seed, campaign) of that score, so
-a recurring sawtooth scores in every campaign and an early absorption at 0 scores only once.
+a dead chain shows nothing).
+
+**The study's objective: the min of the means, not the mean of the mins.** ``tune`` scores a
+configuration by ``min(mean rise, mean fall)``, each in sd and averaged over its (seed, campaign)
+pairs (``study_score``), not by the mean of the per-campaign scores. Since
+min(x, y) = (x + y - |x - y|) / 2, for noisy X and Y
+
+    E[min(X, Y)] = (E X + E Y - E|X - Y|) / 2 = min(E X, E Y) - (E|X - Y| - |E X - E Y|) / 2,
+
+below min(E X, E Y) by a gap that Jensen makes >= 0 and that grows with the noise of X - Y:
+largest when rise and fall are both small and noisy.
+The first regime study (``studies/regime/summary.md``) met that flaw: a chain absorbed at 0 gives
+rise = fall = 0 exactly (score 0, no noise), while a live chain that drifts up by 1 sd and back
+scored about -0.2, so Optuna's best were dead chains. Averaging over every (seed, campaign) first
+shrinks the noise before the min; a dead campaign counts as rise = fall = 0, so a chain absorbed
+at 0 scores at most 0, and any configuration whose mean rise and mean fall are both positive
+beats it. ``tests/test_signature.py`` checks the identity above and this ordering.
 """
 
 from __future__ import annotations
@@ -91,3 +106,24 @@ def chain_signatures(store, campaign_runs) -> list[Signature]:
         odd = [s - e for s, e in zip(successes, even)]
         out.append(cross_fit(even, odd, even_trials[0], trials[0] - even_trials[0]))
     return out
+
+
+def in_sd(signature: Signature) -> tuple[float, float]:
+    """(rise, fall) in sd of one half; (0, 0) for a dead campaign (p = 0 or 1: no noise, no change)."""
+    if signature.sd <= 0:
+        return 0.0, 0.0
+    return signature.rise / signature.sd, signature.fall / signature.sd
+
+
+def study_score(chains: Sequence[Sequence[Signature]]) -> tuple[float, float, float]:
+    """(min(mean rise, mean fall), mean rise, mean fall), in sd, over every campaign of every chain.
+
+    The tune objective (module docstring: the min of the means). Each chain weighs by its number
+    of campaigns, so a pruned trial's running value uses the chains it has run.
+    """
+    pairs = [in_sd(s) for chain in chains for s in chain]
+    if not pairs:
+        raise ValueError("no campaign to score")
+    rise = sum(r for r, _ in pairs) / len(pairs)
+    fall = sum(f for _, f in pairs) / len(pairs)
+    return min(rise, fall), rise, fall

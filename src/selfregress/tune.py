@@ -11,9 +11,10 @@ What the chains share and what is searched: ``chain_params`` / ``params_file`` a
 (``search_space.py``); an empty ``search`` is the controller's own space (ES or CARE thresholds).
 
 The objective (``objective``) is, over the tuning seeds, on the selection (eval) split: ``end``,
-the mean end-of-chain pass@1; or ``signature``, the mean over seeds and campaigns of the
-cross-fit rise-and-fall score (``signature.py``: peak picked on one half of the eval tasks,
-measured on the other, in sd), the regime search of issue #16. Trial chains run with
+the mean end-of-chain pass@1; or ``signature``, min(mean rise, mean fall) over every campaign
+of every seed, each the cross-fit figure in sd (``signature.py``: peak picked on one half of the
+eval tasks, measured on the other; the min of the means, not the mean of the mins), the regime
+search of issue #16. Trial chains run with
 ``report_tasks=0``, so the report split is never even evaluated.
 The seeds default to 100-102, disjoint from the evaluation seeds 0-4: thresholds picked on the
 seeds they are then evaluated on would carry the selection's luck into the reported numbers.
@@ -56,7 +57,7 @@ class TuneConfig:
     steps: int = option(20, "steps per campaign")
     eval_tasks: int = option(128, "held-out tasks per evaluation")
     objective: str = option("end", "what a trial maximises: end (mean end-of-chain pass@1) or signature "
-                                   "(mean cross-fit min(rise, fall) in sd, per campaign: signature.py)",
+                                   "(min(mean cross-fit rise, mean fall) in sd over every campaign: signature.py)",
                             ("end", "signature"))
     out: str = option("best_params.json", "where the best parameters are written, for -P params_file")
 
@@ -184,14 +185,14 @@ def run_study(config: TuneConfig, store, grader, base_model: str, log=print,
                     f"{', '.join(f'{k}={v}' for k, v in values.items())}; its chains are nested below.")
             with store.run(f"trial-{trial.number}", "trial", parent=study_run, params=values,
                            tags={K.TRIAL: trial.number, K.STUDY_NAME: config.name, K.NOTE: note}) as trial_run:
-                values_per_seed = []
+                measures = []
                 for i, seed in enumerate(seeds):
                     chain = parse(ChainConfig, {**fixed, "condition": condition, "seed": seed, "report_tasks": 0,
                                                 **values})
                     chain_id = run_chain(chain, store, grader, base_model, log=lambda m: None, parent=trial_run)
-                    value, figures = chain_objective(config.objective, store, chain_id)
-                    values_per_seed.append(value)
-                    mean = sum(values_per_seed) / len(values_per_seed)
+                    measure, figures = chain_objective(config.objective, store, chain_id)
+                    measures.append(measure)
+                    mean = trial_value(config.objective, measures)
                     trial.report(mean, step=i)                      # per seed, so the pruner can act
                     trial_run.log_metrics({"objective/running_mean": mean,
                                            **{f"objective/{k}": v for k, v in figures.items()}}, step=i)
@@ -221,25 +222,36 @@ def run_study(config: TuneConfig, store, grader, base_model: str, log=print,
 
 OBJECTIVE_NAMES = {"end": "end_pass_at_1", "signature": "signature_score"}
 OBJECTIVE_WORDS = {"end": "the mean end-of-chain pass@1",
-                   "signature": "the mean cross-fit rise-and-fall score (min(rise, fall) in sd, per campaign)"}
+                   "signature": "min(mean cross-fit rise, mean cross-fit fall), in sd, over every campaign"}
 
 
-def chain_objective(objective: str, store, chain_id: str) -> tuple[float, dict[str, float]]:
-    """(the chain's objective value, figures logged beside it at the seed's step).
+def chain_objective(objective: str, store, chain_id: str):
+    """(what the chain contributes to its trial's value, figures logged beside it at the seed's step).
 
-    ``signature``: the mean over the chain's campaigns of the cross-fit score, with the
-    campaign-0 rise and fall in sd and the number of campaigns whose score is at least 2.
+    ``end``: the chain's end-of-chain pass@1. ``signature``: the cross-fit signature of each of its
+    campaigns, with figures: the campaign-0 rise and fall in sd, the chain's mean rise and fall in
+    sd, and the number of campaigns whose own score is at least 2.
     """
     if objective == "end":
         return store.chain_run(chain_id)[0].data.metrics[K.CHAIN_END], {}
-    from selfregress.signature import chain_signatures
+    from selfregress.signature import chain_signatures, in_sd, study_score
 
     signatures = chain_signatures(store, store.campaign_runs(chain_id, finished=True))
-    first = signatures[0]
-    figures = {"campaign0_rise_sd": first.rise / first.sd if first.sd else 0.0,
-               "campaign0_fall_sd": first.fall / first.sd if first.sd else 0.0,
-               "campaigns_scoring_2sd": float(sum(s.score >= 2 for s in signatures))}
-    return sum(s.score for s in signatures) / len(signatures), figures
+    rise0, fall0 = in_sd(signatures[0])
+    _, rise, fall = study_score([signatures])
+    figures = {"campaign0_rise_sd": rise0, "campaign0_fall_sd": fall0, "mean_rise_sd": rise,
+               "mean_fall_sd": fall, "campaigns_scoring_2sd": float(sum(s.score >= 2 for s in signatures))}
+    return signatures, figures
+
+
+def trial_value(objective: str, measures: list) -> float:
+    """The trial's value over the chains run so far: the mean end pass@1, or for ``signature``
+    min(mean rise, mean fall) over all their campaigns (signature.py: the min of the means)."""
+    if objective == "end":
+        return sum(measures) / len(measures)
+    from selfregress.signature import study_score
+
+    return study_score(measures)[0]
 
 
 def finish_study(study, study_run, config: TuneConfig, condition: str) -> dict:

@@ -149,7 +149,7 @@ def test_signature_objective_is_the_cross_fit_score_of_the_logged_halves(tmp_pat
     halves; 5 eval tasks give an even half of 3 tasks (0, 2, 4) and an odd one of 2."""
     from grader import Grader
     from selfregress import metric_keys as K
-    from selfregress.signature import cross_fit
+    from selfregress.signature import cross_fit, in_sd
 
     config = parse(TuneConfig, {"condition": "naive", "n_trials": 2, "seeds": "100,101",
                                 "storage": f"sqlite:///{tmp_path}/optuna.db", "campaigns": 2, "steps": 2,
@@ -163,9 +163,9 @@ def test_signature_objective_is_the_cross_fit_score_of_the_logged_halves(tmp_pat
 
     study = optuna.load_study(study_name=config.name, storage=config.storage)
     for trial_run in cli_store.find_runs("tags.`selfregress.kind` = 'trial'"):
-        scores = []
+        pairs = []
         for chain in cli_store.find_runs(f"tags.mlflow.parentRunId = '{trial_run.info.run_id}'"):
-            per_campaign = []
+            campaigns = 0
             for run in cli_store.campaign_runs(chain.data.tags["chain_id"], finished=True):
                 history = {key: cli_store.metric_history(run.info.run_id, key) for key in
                            (K.EVAL_SUCCESSES, K.EVAL_TRIALS, K.EVAL_SUCCESSES_EVEN, K.EVAL_TRIALS_EVEN)}
@@ -174,15 +174,17 @@ def test_signature_objective_is_the_cross_fit_score_of_the_logged_halves(tmp_pat
                 assert {history[K.EVAL_TRIALS_EVEN][s] for s in steps} == {6.0}
                 even = [int(history[K.EVAL_SUCCESSES_EVEN][s]) for s in steps]
                 odd = [int(history[K.EVAL_SUCCESSES][s]) - e for s, e in zip(steps, even)]
-                per_campaign.append(cross_fit(even, odd, 6, 4).score)
-            assert len(per_campaign) == 2
-            scores.append(sum(per_campaign) / 2)
+                pairs.append(in_sd(cross_fit(even, odd, 6, 4)))
+                campaigns += 1
+            assert campaigns == 2
+        # The min of the means over every (seed, campaign), not the mean of per-campaign mins.
         value = study.trials[int(trial_run.data.tags["trial"])].value
-        assert value == pytest.approx(sum(scores) / len(scores))
+        assert value == pytest.approx(min(sum(r for r, _ in pairs) / len(pairs), sum(f for _, f in pairs) / len(pairs)))
         assert trial_run.data.metrics["objective/mean_signature_score"] == pytest.approx(value)
-        assert "objective/campaign0_rise_sd" in trial_run.data.metrics
+        assert {"objective/campaign0_rise_sd", "objective/mean_rise_sd", "objective/mean_fall_sd"} <= \
+            set(trial_run.data.metrics)
     study_run = cli_store.find_runs("tags.`selfregress.kind` = 'tune'")[0]
-    assert "cross-fit rise-and-fall score" in study_run.data.tags["mlflow.note.content"]
+    assert "min(mean cross-fit rise, mean cross-fit fall)" in study_run.data.tags["mlflow.note.content"]
 
 
 def test_a_process_that_joins_a_study_draws_other_parameters(tmp_path):
