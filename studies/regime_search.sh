@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Issue #16's regime search: an Optuna study (tune -P objective=signature) over the naive chain's
-# learning rate and RL-set size, on the cheap proxy (campaigns 0-2, tuning seeds 100-104).
+# learning rate, RL-set size and sampling temperature, on the cheap proxy (campaigns 0-2, tuning
+# seeds 100-104). The first study (regime-naive-signature, lr x rl_tasks, the old mean-of-mins
+# objective) is in the same store; STUDY_NAME and SEARCH select another.
 #   bash studies/regime_search.sh [N_TRIALS]     # from the repository root, after scripts/setup.sh
 # It runs from a code snapshot (a git worktree at $SNAPSHOT), with its MLflow store and its Optuna
-# storage in $STUDY; when $STUDY is empty it unpacks the newest studies/regime-*.tar.gz there
+# storage in $STUDY; when $STUDY is empty it unpacks the last studies/regime-*.tar.gz (by name) there
 # first, so a fresh machine continues where the last one stopped (Optuna counts the finished
 # trials; a trial cut off mid-way is marked FAIL and does not count). Two tune processes share the
 # study, one torch thread each (2 cores). Pack it before stopping:
@@ -11,14 +13,16 @@
 #       --extra /work/study16/optuna.db
 set -euo pipefail
 cd "$(dirname "$0")/.."
-SNAPSHOT=${SNAPSHOT:-4776fdb}
+SNAPSHOT=${SNAPSHOT:-fae0952}
 STUDY=${STUDY:-/work/study16}
+STUDY_NAME=${STUDY_NAME:-regime-naive-temperature}
+SEARCH=${SEARCH:-lr=1e-4:1e-3:log,rl_tasks=16|64|256,temperature=1.0|1.4|2.0}
 TRIALS=${1:-30}
 mkdir -p "$STUDY"
 # The worktree first: the archive's base model unpacks into code/mlruns (its artifact location).
 [ -d "$STUDY/code/.git" ] || [ -f "$STUDY/code/.git" ] || git worktree add --detach "$STUDY/code" "$SNAPSHOT"
 if [ ! -f "$STUDY/mlflow.db" ]; then
-  archive=$(ls -t studies/regime-*.tar.gz 2>/dev/null | head -n 1 || true)
+  archive=$(ls studies/regime-*.tar.gz 2>/dev/null | sort | tail -n 1 || true)
   if [ -n "$archive" ]; then tar xzf "$archive" -C "$STUDY"; fi
 fi
 export PYTHONPATH="$STUDY/code/src:$STUDY/code"
@@ -27,9 +31,9 @@ PY="$PWD/.venv/bin/python"
 cd "$STUDY/code"
 tune() {
   "$PY" -m selfregress tune --objective signature --condition naive \
-    --search "lr=2e-4:1.5e-3:log,rl_tasks=16|32|64|256" --chain_params checkpoints=none \
+    --search "$SEARCH" --chain_params checkpoints=none \
     --campaigns 3 --steps 20 --seeds 100,101,102,103,104 --n_trials "$TRIALS" \
-    --study_name regime-naive-signature --storage "sqlite:///$STUDY/optuna.db" \
+    --study_name "$STUDY_NAME" --storage "sqlite:///$STUDY/optuna.db" \
     --out "$STUDY/best_params.json"
 }
 tune > "$STUDY/tune-1.log" 2>&1 &
