@@ -127,3 +127,12 @@ def study_score(chains: Sequence[Sequence[Signature]]) -> tuple[float, float, fl
     rise = sum(r for r, _ in pairs) / len(pairs)
     fall = sum(f for _, f in pairs) / len(pairs)
     return min(rise, fall), rise, fall
+
+
+def chain_figures(signatures: Sequence[Signature]) -> tuple[Sequence[Signature], dict[str, float]]:
+    """(the signatures, the figures a tune trial logs for this chain): the campaign-0 rise and fall
+    in sd, the chain's mean rise and fall in sd, and how many campaigns score at least 2 on their own."""
+    rise0, fall0 = in_sd(signatures[0])
+    _, rise, fall = study_score([signatures])
+    return signatures, {"campaign0_rise_sd": rise0, "campaign0_fall_sd": fall0, "mean_rise_sd": rise,
+                        "mean_fall_sd": fall, "campaigns_scoring_2sd": float(sum(s.score >= 2 for s in signatures))}

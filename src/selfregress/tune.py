@@ -226,22 +226,13 @@ OBJECTIVE_WORDS = {"end": "the mean end-of-chain pass@1",
 
 
 def chain_objective(objective: str, store, chain_id: str):
-    """(what the chain contributes to its trial's value, figures logged beside it at the seed's step).
-
-    ``end``: the chain's end-of-chain pass@1. ``signature``: the cross-fit signature of each of its
-    campaigns, with figures: the campaign-0 rise and fall in sd, the chain's mean rise and fall in
-    sd, and the number of campaigns whose own score is at least 2.
-    """
+    """(what the chain contributes to its trial's value, figures logged beside it at the seed's step):
+    its end-of-chain pass@1, or its campaigns' signatures (``signature.chain_figures``)."""
     if objective == "end":
         return store.chain_run(chain_id)[0].data.metrics[K.CHAIN_END], {}
-    from selfregress.signature import chain_signatures, in_sd, study_score
+    from selfregress.signature import chain_figures, chain_signatures
 
-    signatures = chain_signatures(store, store.campaign_runs(chain_id, finished=True))
-    rise0, fall0 = in_sd(signatures[0])
-    _, rise, fall = study_score([signatures])
-    figures = {"campaign0_rise_sd": rise0, "campaign0_fall_sd": fall0, "mean_rise_sd": rise,
-               "mean_fall_sd": fall, "campaigns_scoring_2sd": float(sum(s.score >= 2 for s in signatures))}
-    return signatures, figures
+    return chain_figures(chain_signatures(store, store.campaign_runs(chain_id, finished=True)))
 
 
 def trial_value(objective: str, measures: list) -> float:
