@@ -15,8 +15,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 SNAPSHOT=${SNAPSHOT:-fae0952}
 STUDY=${STUDY:-/work/study16}
-STUDY_NAME=${STUDY_NAME:-regime-naive-temperature}
-SEARCH=${SEARCH:-lr=1e-4:1e-3:log,rl_tasks=16|64|256,temperature=1.0|1.4|2.0}
+STUDY_NAME=${STUDY_NAME:-regime-naive-temperature-b}
+SEARCH=${SEARCH:-lr=1e-4:1.2e-3:log,rl_tasks=16|64|256,temperature=1.0:1.6}
 TRIALS=${1:-30}
 mkdir -p "$STUDY"
 # The worktree first: the archive's base model unpacks into code/mlruns (its artifact location).
