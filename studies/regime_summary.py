@@ -2,7 +2,7 @@
 
     MLFLOW_TRACKING_URI=sqlite:////work/study16/mlflow.db \
         python studies/regime_summary.py --storage sqlite:////work/study16/optuna.db \
-        --study regime-naive-signature > studies/regime/summary.md
+        --study regime-naive-signature > studies/regime/summary-regime-naive-signature.md
 
 For each trial: its parameters, its state, min(mean rise, mean fall) recomputed from its finished
 chains (the objective since session 10), the value the study recorded, and per seed the campaign-0 rise and fall in sd of one half's pass rate and

@@ -33,7 +33,7 @@ min(x, y) = (x + y - |x - y|) / 2, for noisy X and Y
 
 below min(E X, E Y) by a gap that Jensen makes >= 0 and that grows with the noise of X - Y:
 largest when rise and fall are both small and noisy.
-The first regime study (``studies/regime/summary.md``) met that flaw: a chain absorbed at 0 gives
+The first regime study (``studies/regime/summary-regime-naive-signature.md``) met that flaw: a chain absorbed at 0 gives
 rise = fall = 0 exactly (score 0, no noise), while a live chain that drifts up by 1 sd and back
 scored about -0.2, so Optuna's best were dead chains. Averaging over every (seed, campaign) first
 shrinks the noise before the min; a dead campaign counts as rise = fall = 0, so a chain absorbed
