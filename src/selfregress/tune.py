@@ -192,17 +192,17 @@ def run_study(config: TuneConfig, store, grader, base_model: str, log=print,
                     chain_id = run_chain(chain, store, grader, base_model, log=lambda m: None, parent=trial_run)
                     measure, figures = chain_objective(config.objective, store, chain_id)
                     measures.append(measure)
-                    mean = trial_value(config.objective, measures)
-                    trial.report(mean, step=i)                      # per seed, so the pruner can act
-                    trial_run.log_metrics({"objective/running_mean": mean,
+                    value = trial_value(config.objective, measures)
+                    trial.report(value, step=i)                      # per seed, so the pruner can act
+                    trial_run.log_metrics({"objective/running_mean": value,
                                            **{f"objective/{k}": v for k, v in figures.items()}}, step=i)
                     if trial.should_prune():
                         trial_run.set_tags({K.OPTUNA_STATE: "PRUNED"})
                         raise optuna.TrialPruned()
-                trial_run.log_metrics({f"objective/mean_{OBJECTIVE_NAMES[config.objective]}": mean},
+                trial_run.log_metrics({f"objective/mean_{OBJECTIVE_NAMES[config.objective]}": value},
                                       step=len(seeds))
-                log(f"trial {trial.number}: {values} -> mean {OBJECTIVE_NAMES[config.objective]} {mean:.4f}")
-                return mean
+                log(f"trial {trial.number}: {values} -> {OBJECTIVE_NAMES[config.objective]} {value:.4f}")
+                return value
 
         # A failed trial (its process died, or the store went away under it) does not count:
         # the study resumes to n_trials trials that completed or were pruned.
