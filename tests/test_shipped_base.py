@@ -12,7 +12,7 @@ import pytest
 
 from selfregress import bootstrap
 from selfregress.base_identity import pin, weights_digest
-from selfregress.bootstrap import SHIPPED_BASE, ensure_base_model, shipped_base
+from selfregress.bootstrap import SHIPPED_BASE, ensure_base_model, shipped_base, start_model
 from selfregress.errors import UserError
 from selfregress.tracking import BASE_ALIAS, BASE_MODEL_NAME
 
@@ -53,4 +53,19 @@ def test_the_wheel_carries_the_shipped_base(tmp_path):
     (wheel,) = tmp_path.glob("selfregress-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     for name in ("model.safetensors", "config.json", "tokenizer.json", "SHIPPED.json"):
-        assert f"selfregress/base/tiny/{name}" in names
+        for base in ("tiny", "small"):
+            assert f"selfregress/base/{base}/{name}" in names
+
+
+def test_the_small_base_ships_and_registers_under_its_own_alias(mlflow_store):
+    folder, record = shipped_base("small")
+    assert record["name"] == "small" and weights_digest(folder) == record["weights_digest"]
+    said = []
+    uri = start_model(mlflow_store, "small", said.append)
+    assert uri == f"models:/{BASE_MODEL_NAME}@small"
+    assert start_model(mlflow_store, "small", said.append) == uri        # the second use finds it
+    assert len(said) == 1 and "@small" in said[0]
+    assert pin(mlflow_store, uri).digest == record["weights_digest"]
+    assert mlflow_store.registered_uri(BASE_MODEL_NAME, BASE_ALIAS) is None   # @base is left alone
+    tiny = start_model(mlflow_store, "tiny", said.append)
+    assert pin(mlflow_store, tiny).digest == shipped_base()[1]["weights_digest"] != record["weights_digest"]

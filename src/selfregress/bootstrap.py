@@ -189,11 +189,19 @@ def bootstrap(config: BootstrapConfig, store, grader, log=print, attach_run_id: 
 
 
 def start_model(store, model: str, log=print) -> str:
-    """What a ``model`` parameter names: ``base`` (the registered base, ``ensure_base_model``), an
-    imported base's alias (``smollm2-135m``: ``models:/selfregress-base@smollm2-135m``), or itself."""
+    """What a ``model`` parameter names: ``base`` (the registered base, ``ensure_base_model``), a
+    shipped base by name (``tiny``, ``small``: ``models:/selfregress-base@small``, registered on first
+    use), an imported base's alias (``smollm2-135m``: ``models:/selfregress-base@smollm2-135m``), or
+    itself (a folder or a models:/ URI)."""
     from selfregress.import_model import resolve_alias
+    from selfregress.tracking import BASE_MODEL_NAME
 
-    return ensure_base_model(store, log) if model == "base" else resolve_alias(model)
+    if model == "base":
+        return ensure_base_model(store, log)
+    if model in SHIPPED_BASES:
+        uri = store.registered_uri(BASE_MODEL_NAME, model)
+        return uri if uri is not None else register_shipped_base(store, log, name=model, alias=model)
+    return resolve_alias(model)
 
 
 def ensure_base_model(store, log=print) -> str:
@@ -207,34 +215,40 @@ def ensure_base_model(store, log=print) -> str:
     return uri
 
 
-SHIPPED_BASE = Path(__file__).resolve().parent / "base" / "tiny"
+SHIPPED_ROOT = Path(__file__).resolve().parent / "base"
+SHIPPED_BASE = SHIPPED_ROOT / "tiny"           # the default: what @base starts as
+SHIPPED_BASES = ("tiny", "small")              # -P model=small starts from the 4.94 M base
 
 
-def shipped_base() -> tuple[Path, dict]:
-    """(folder, its SHIPPED.json) of the base that ships with the project, its weights checked
+def shipped_base(name: str = "tiny") -> tuple[Path, dict]:
+    """(folder, its SHIPPED.json) of a base that ships with the project, its weights checked
     against the digest recorded there (a damaged copy is refused, never trained on)."""
     from selfregress.base_identity import weights_digest
 
-    record = json.loads((SHIPPED_BASE / "SHIPPED.json").read_text())
-    digest = weights_digest(SHIPPED_BASE)
+    folder = SHIPPED_BASE if name == "tiny" else SHIPPED_ROOT / name
+    record = json.loads((folder / "SHIPPED.json").read_text())
+    digest = weights_digest(folder)
     if digest != record["weights_digest"]:
-        raise UserError(f"the shipped base in {SHIPPED_BASE} has weights sha256 {digest[:12]}..., not the "
-                        f"recorded {record['weights_digest'][:12]}...: restore it with git checkout -- {SHIPPED_BASE}")
-    return SHIPPED_BASE, record
+        raise UserError(f"the shipped base in {folder} has weights sha256 {digest[:12]}..., not the "
+                        f"recorded {record['weights_digest'][:12]}...: restore it with git checkout -- {folder}")
+    return folder, record
 
 
-def register_shipped_base(store, log=print) -> str:
-    """Log the shipped base as a LoggedModel (a ``bootstrap`` run named ``shipped-base``) and
-    register it as ``selfregress-base@base``. Returns the alias URI."""
+def register_shipped_base(store, log=print, name: str = "tiny", alias: str = "") -> str:
+    """Log a shipped base as a LoggedModel (a ``bootstrap`` run named ``shipped-base``, or
+    ``shipped-<name>``) and register it as ``selfregress-base@<alias>`` (default ``@base``).
+    Returns the alias URI."""
     from selfregress.tracking import BASE_ALIAS, BASE_MODEL_NAME
 
-    folder, record = shipped_base()
+    alias = alias or BASE_ALIAS
+    folder, record = shipped_base(name)
     tags = {"shipped": record["name"], "weights_digest": record["weights_digest"]}
-    with store.run("shipped-base", "bootstrap", tags={**tags, K.NOTE: (
-            f"The base model that ships with selfregress ({record['name']}: {record['parameters']}), "
-            f"registered as {BASE_MODEL_NAME}@{BASE_ALIAS} on first use; built by {record['built_by']}.")}) as run:
+    run_name = "shipped-base" if alias == BASE_ALIAS else f"shipped-{name}"
+    with store.run(run_name, "bootstrap", tags={**tags, K.NOTE: (
+            f"A base model that ships with selfregress ({record['name']}: {record['parameters']}), "
+            f"registered as {BASE_MODEL_NAME}@{alias} on first use; built by {record['built_by']}.")}) as run:
         model_id = run.log_checkpoint(str(folder), name=BASE_MODEL_NAME, step=0, tags=tags)
-        version = store.register(model_id, BASE_MODEL_NAME, BASE_ALIAS, tags={**tags, "source_run_id": run.run_id})
+        version = store.register(model_id, BASE_MODEL_NAME, alias, tags={**tags, "source_run_id": run.run_id})
     log(f"registered the shipped base ({record['name']}, weights sha256 {record['weights_digest'][:12]}...) "
-        f"as {BASE_MODEL_NAME} version {version}, alias @{BASE_ALIAS}")
-    return f"models:/{BASE_MODEL_NAME}@{BASE_ALIAS}"
+        f"as {BASE_MODEL_NAME} version {version}, alias @{alias}")
+    return f"models:/{BASE_MODEL_NAME}@{alias}"

@@ -28,7 +28,7 @@ class ChainConfig:
     """One chain of the protocol. Every field is an MLproject parameter of `main`."""
     condition: str = option("naive", "update + controller", tuple(CONDITIONS))
     seed: int = option(0, "chain seed: prompts, sampling and evaluation draws")
-    model: str = option("base", "start model: 'base' (registry), a folder, a hub id or a models:/ URI")
+    model: str = option("base", "start model: 'base' (registry), 'tiny'/'small' (shipped), a folder, a hub id or a models:/ URI")
     tasks: str = option("synthetic", "RL/eval task source: 'synthetic' (its rl and eval splits)")
     rl_tasks: int = option(256, "size of the fixed RL task set (the first N of the source's RL split)")
     campaigns: int = option(10, "campaigns in the chain")

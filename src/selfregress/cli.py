@@ -29,7 +29,7 @@ from selfregress.errors import UserError
 @dataclass(frozen=True)
 class EvaluateConfig:
     """Held-out pass@1 of a model. Every field is an MLproject parameter of `evaluate`."""
-    model: str = option("base", "local folder, hub id, models:/ URI, or 'base' (the registry base model)")
+    model: str = option("base", "'base' (the registry base), 'tiny' or 'small' (shipped bases), a folder, hub id or models:/ URI")
     tasks: str = option("synthetic", "task source: synthetic (its eval split), jsonl:PATH, apps:PATH, ...")
     split: str = option("eval", "split of the synthetic source", ("pretrain", "rl", "eval", "test"))
     eval_tasks: int = option(256, "number of tasks evaluated (the first N of the source)")
