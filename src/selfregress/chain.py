@@ -16,6 +16,7 @@ import uuid
 from selfregress import base_identity
 from selfregress import datasets
 from selfregress import metric_keys as K
+from selfregress.bootstrap import start_model
 from selfregress.campaign import Plan, campaign_policy, run_campaign, train_campaign
 from selfregress.chain_config import NOT_IN_CONFIG_HASH, ChainConfig, chain_tags
 from selfregress.config import as_params, same_param
@@ -108,7 +109,9 @@ def run_chain(config: ChainConfig, store, grader, base_model: str, log=print,
         log(f"resuming chain {chain_id} ({config.condition}, seed {config.seed})")
     else:
         chain_id = uuid.uuid4().hex[:12]
-        pinned = base_identity.pin(store, base_model if config.model == "base" else config.model)
+        # the chain's own start model, resolved as `main` resolves it (a shipped name, an alias)
+        start = base_model if config.model == "base" else start_model(store, config.model, log)
+        pinned = base_identity.pin(store, start)
         base_model = pinned.uri
         splits = chain_splits(config)
         context = store.run(f"{config.condition}-s{config.seed}", "chain",

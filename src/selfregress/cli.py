@@ -146,14 +146,15 @@ def cmd_sweep(args: argparse.Namespace) -> None:
 
     config = from_args(SweepConfig, args)
     _set_threads(args)
-    plan_jobs(config)  # every chain's settings are checked before anything starts
+    jobs = plan_jobs(config)  # every chain's settings are checked before anything starts
     from selfregress.base_identity import pin
     from selfregress.bootstrap import start_model
     from selfregress.tracking import connect
 
     store = connect(args.experiment, _entry_run_id())
-    # registered once here, not by every chain process at the same time
-    base = start_model(store, config.model, _log)
+    # registered once here, not by every chain process at the same time; the chains' own model
+    # (the params file's, where the option is left at its default), which they all share
+    base = start_model(store, jobs[0].config.model, _log)
     counts = run_sweep(config, store, _log, attach_run_id=_entry_run_id(), base_digest=pin(store, base).digest)
     print(f"sweep_id: {counts['sweep_id']}")
     _log(f"sweep {counts['sweep_id']}: {counts['finished']} finished, {counts['skipped']} skipped "

@@ -251,3 +251,21 @@ def check_signature(store, chains, out, stdout: str, logged: set) -> None:
             assert float(row["fall_sd"]) == pytest.approx((peak - end) / sd if sd else 0.0)
             expected += 1
     assert len(rows) == expected
+
+
+def test_a_sweep_starts_from_the_shipped_base_its_params_file_names(cli_store, tmp_path):
+    """`-P params_file` with model=small (what regime_verify.sh does): the sweep registers the
+    shipped small base once, and its chain pins and carries small's digest, not tiny's."""
+    from selfregress.bootstrap import shipped_base
+    from selfregress.tracking import BASE_MODEL_NAME
+
+    params = tmp_path / "params.json"
+    params.write_text(json.dumps({"model": "small", "lr": 3e-4}))
+    options = as_options({**TINY_SWEEP, "campaigns": 1, "steps": 1, "report_tasks": 0, "workers": 1})
+    result = cli("sweep", "--conditions", "naive", "--seeds", "0", "--params_file", str(params), *options)
+    assert result.returncode == 0, result.stderr
+    (chain,) = cli_store.find_runs("tags.`selfregress.kind` = 'chain'")
+    assert chain.data.tags[K.BASE_DIGEST] == shipped_base("small")[1]["weights_digest"]
+    assert chain.data.params["model"] == "small"
+    versions = cli_store.client.search_model_versions(f"name = '{BASE_MODEL_NAME}'")
+    assert len(versions) == 1 and "@small" in result.stderr                # registered once, by the sweep
