@@ -99,6 +99,13 @@ def plan_jobs(config: SweepConfig) -> list[Job]:
     return jobs
 
 
+def sweep_params(config: SweepConfig, jobs: list[Job]) -> dict:
+    """The sweep run's params: its own options, then what every chain was given (a params file's
+    values where the option was left at its default), so the UI shows the lr the chains ran at."""
+    shared = {k: v for k, v in jobs[0].options.items() if k not in ("condition", "seed")}
+    return {**{k: v for k, v in as_params(config).items() if k != "sweep_id"}, **shared}
+
+
 def default_sweep_id(jobs: list[Job]) -> str:
     shared = sorted({config_hash(j.config, without=("condition", "seed")) for j in jobs})
     return hashlib.sha256(f"{shared}{code_version()}".encode()).hexdigest()[:10]
@@ -143,7 +150,7 @@ def run_sweep(config: SweepConfig, store, log=print, attach_run_id: str | None =
     lock = threading.Lock()
     started = time.perf_counter()
     with store.run(f"sweep-{sweep_id}", "sweep", tags={K.SWEEP_ID: sweep_id},
-                   params={k: v for k, v in as_params(config).items() if k != "sweep_id"},
+                   params=sweep_params(config, jobs),
                    attach_run_id=attach_run_id) as sweep_run:
 
         def run_one(job: Job) -> None:

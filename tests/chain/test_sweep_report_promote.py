@@ -260,12 +260,15 @@ def test_a_sweep_starts_from_the_shipped_base_its_params_file_names(cli_store, t
     from selfregress.tracking import BASE_MODEL_NAME
 
     params = tmp_path / "params.json"
-    params.write_text(json.dumps({"model": "small", "lr": 3e-4}))
+    params.write_text(json.dumps({"model": "small", "rl_tasks": 16}))
     options = as_options({**TINY_SWEEP, "campaigns": 1, "steps": 1, "report_tasks": 0, "workers": 1})
     result = cli("sweep", "--conditions", "naive", "--seeds", "0", "--params_file", str(params), *options)
     assert result.returncode == 0, result.stderr
     (chain,) = cli_store.find_runs("tags.`selfregress.kind` = 'chain'")
     assert chain.data.tags[K.BASE_DIGEST] == shipped_base("small")[1]["weights_digest"]
     assert chain.data.params["model"] == "small"
+    (sweep,) = cli_store.find_runs("tags.`selfregress.kind` = 'sweep'")
+    assert sweep.data.params["model"] == "small"                  # what the chains ran, not the sweep's defaults
+    assert {k: sweep.data.params[k] for k in ("lr", "rl_tasks")} == {k: chain.data.params[k] for k in ("lr", "rl_tasks")}
     versions = cli_store.client.search_model_versions(f"name = '{BASE_MODEL_NAME}'")
     assert len(versions) == 1 and "@small" in result.stderr                # registered once, by the sweep
