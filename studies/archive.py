@@ -9,7 +9,7 @@ its store holds (runs are the cache), so what has to travel is the store:
 - the sqlite file, copied with sqlite's backup API (consistent while a sweep still writes),
   with every chain that did not FINISH soft-deleted (its checkpoints stay behind, so it
   could not be resumed: the next sweep runs it again from the start);
-- the base model's artifacts (the registered ``selfregress-base@base``), because the same
+- the base models' artifacts (every registered ``selfregress-base`` version), because the same
   bootstrap gives different weights on a different CPU: chains are comparable only when they
   start from the same base.
 
@@ -40,15 +40,19 @@ def main() -> None:
     parser.add_argument("--extra", type=Path, action="append", default=[],
                         help="another sqlite file beside the store to pack as it is (a tune study's "
                              "Optuna storage); repeatable")
+    parser.add_argument("--shipped_bases", choices=("true", "false"), default="true",
+                        help="false: leave out the weights of bases registered from src/selfregress/base "
+                             "(the repository holds them; the archive is then a record of metrics, and a "
+                             "sweep continued from it must register them again in a fresh store)")
     args = parser.parse_args()
-    print(archive(args.store, args.out, args.extra))
+    print(archive(args.store, args.out, args.extra, shipped_bases=args.shipped_bases == "true"))
 
 
-def archive(store: Path, out: Path, extra: list[Path] = ()) -> str:
+def archive(store: Path, out: Path, extra: list[Path] = (), shipped_bases: bool = True) -> str:
     """Write ``out``; paths inside it are relative to the store's folder. Returns a summary."""
     from mlflow import MlflowClient
 
-    from selfregress.tracking import BASE_ALIAS, BASE_MODEL_NAME, KIND_TAG, Store
+    from selfregress.tracking import BASE_MODEL_NAME, KIND_TAG, Store
 
     with tempfile.TemporaryDirectory() as tmp:
         copy = Path(tmp) / "mlflow.db"
@@ -63,12 +67,14 @@ def archive(store: Path, out: Path, extra: list[Path] = ()) -> str:
                 client.set_terminated(run.info.run_id, "KILLED")
             if run.data.tags.get("chain_id") in unfinished:  # the chain and its campaigns
                 client.delete_run(run.info.run_id)
-        # A store whose chains started from a folder (e.g. the shipped base, src/selfregress/base)
-        # has no registered base: its chains' tags name the folder and its weights' digest.
-        registered = client.get_registered_model(BASE_MODEL_NAME) if any(
-            m.name == BASE_MODEL_NAME for m in client.search_registered_models()) else None
-        base = stores[0].model_id(f"models:/{BASE_MODEL_NAME}@{BASE_ALIAS}") if registered else None
-        base_dir = Path(client.get_logged_model(base).artifact_location) if base else None
+        # Every registered base (@base, and a shipped @small or an imported alias): a chain names
+        # its start as models:/selfregress-base@<alias>. A store whose chains started from a folder
+        # has none: its chains' tags name the folder and its weights' digest.
+        versions = client.search_model_versions(f"name = '{BASE_MODEL_NAME}'") if any(
+            m.name == BASE_MODEL_NAME for m in client.search_registered_models()) else []
+        bases = [v.source.removeprefix("models:/") for v in versions if v.source.startswith("models:/m-")
+                 and (shipped_bases or "shipped" not in v.tags)]
+        base_dirs = [Path(client.get_logged_model(b).artifact_location) for b in bases]
         with contextlib.closing(sqlite3.connect(copy)) as db:
             db.execute("VACUUM")
         with tarfile.open(out, "w:gz") as tar:
@@ -76,11 +82,11 @@ def archive(store: Path, out: Path, extra: list[Path] = ()) -> str:
             for path in extra:   # Optuna's storage: its FAIL/RUNNING trials are Optuna's to settle on resume
                 _backup(path, Path(tmp) / path.name)
                 tar.add(Path(tmp) / path.name, arcname=str(path.resolve().relative_to(store.resolve().parent)))
-            if base_dir is not None:
+            for base_dir in base_dirs:
                 tar.add(base_dir, arcname=str(base_dir.relative_to(store.resolve().parent)))
     finished = sum(r.data.tags.get(KIND_TAG) == "chain" and r.info.status == "FINISHED" for r in runs)
     return (f"{out}: {finished} finished chains, {len(unfinished)} unfinished dropped, "
-            f"base {base or 'not registered (chains name a folder)'}; {out.stat().st_size / 1e6:.1f} MB")
+            f"bases packed: {', '.join(bases) or 'none (none registered, or only shipped ones left out)'}; {out.stat().st_size / 1e6:.1f} MB")
 
 
 def _backup(source: Path, target: Path) -> None:
