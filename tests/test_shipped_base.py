@@ -69,3 +69,39 @@ def test_the_small_base_ships_and_registers_under_its_own_alias(mlflow_store):
     assert mlflow_store.registered_uri(BASE_MODEL_NAME, BASE_ALIAS) is None   # @base is left alone
     tiny = start_model(mlflow_store, "tiny", said.append)
     assert pin(mlflow_store, tiny).digest == shipped_base()[1]["weights_digest"] != record["weights_digest"]
+
+
+def _files_of(store, alias):
+    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+    version = store.client.get_model_version_by_alias(BASE_MODEL_NAME, alias)
+    location = store.client.get_logged_model(version.source.removeprefix("models:/")).artifact_location
+    return get_artifact_repository(location)
+
+
+@pytest.mark.parametrize("model, alias", [("small", "small"), ("base", BASE_ALIAS)])
+def test_a_store_unpacked_without_its_shipped_weights_gets_them_back(mlflow_store, model, alias):
+    """studies/archive.py --shipped_bases false leaves a shipped base's files out of a study's
+    archive; on another machine the registered version has no files until they are restored."""
+    uri = start_model(mlflow_store, model, print)
+    digest = pin(mlflow_store, uri).digest
+    _files_of(mlflow_store, alias).delete_artifacts()
+    assert not _files_of(mlflow_store, alias).list_artifacts()
+    said = []
+    assert start_model(mlflow_store, model, said.append) == uri
+    assert len(said) == 1 and "restored the files" in said[0]
+    assert {f.path for f in _files_of(mlflow_store, alias).list_artifacts()} >= {"model.safetensors", "config.json"}
+    assert pin(mlflow_store, uri).digest == digest
+    said.clear()
+    start_model(mlflow_store, model, said.append)                      # nothing more to restore
+    assert said == []
+
+
+def test_a_missing_base_that_did_not_ship_is_refused_in_one_line(mlflow_store):
+    uri = start_model(mlflow_store, "small", print)
+    version = mlflow_store.client.get_model_version_by_alias(BASE_MODEL_NAME, "small")
+    mlflow_store.client.set_model_version_tag(BASE_MODEL_NAME, version.version, "weights_digest", "0" * 64)
+    _files_of(mlflow_store, "small").delete_artifacts()
+    with pytest.raises(UserError, match="no base that ships with this code has its weights sha256 000000000000"):
+        start_model(mlflow_store, "small", print)
+    assert uri == f"models:/{BASE_MODEL_NAME}@small"

@@ -200,7 +200,10 @@ def start_model(store, model: str, log=print) -> str:
         return ensure_base_model(store, log)
     if model in SHIPPED_BASES:
         uri = store.registered_uri(BASE_MODEL_NAME, model)
-        return uri if uri is not None else register_shipped_base(store, log, name=model, alias=model)
+        if uri is None:
+            return register_shipped_base(store, log, name=model, alias=model)
+        restore_shipped_weights(store, model, log)
+        return uri
     return resolve_alias(model)
 
 
@@ -211,8 +214,37 @@ def ensure_base_model(store, log=print) -> str:
 
     uri = store.registered_uri(BASE_MODEL_NAME, BASE_ALIAS)
     if uri is None:
-        uri = register_shipped_base(store, log)
+        return register_shipped_base(store, log)
+    restore_shipped_weights(store, BASE_ALIAS, log)
     return uri
+
+
+def restore_shipped_weights(store, alias: str, log=print) -> None:
+    """A store packed without its shipped bases' weights (``studies/archive.py --shipped_bases
+    false``) and unpacked elsewhere gets them back from the package on first use: the registered
+    version's files are written again from the shipped folder whose digest it records. A
+    registered base that did not ship, or whose files are there, is left alone."""
+    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+    from selfregress.tracking import BASE_MODEL_NAME
+
+    version = store.client.get_model_version_by_alias(BASE_MODEL_NAME, alias)
+    if "shipped" not in version.tags or not version.source.startswith("models:/m-"):
+        return
+    repository = get_artifact_repository(
+        store.client.get_logged_model(version.source.removeprefix("models:/")).artifact_location)
+    if repository.list_artifacts():
+        return
+    digest = version.tags.get("weights_digest")
+    folder = next((shipped_base(name)[0] for name in SHIPPED_BASES
+                   if json.loads((_folder(name) / "SHIPPED.json").read_text())["weights_digest"] == digest), None)
+    if folder is None:
+        raise UserError(f"{BASE_MODEL_NAME}@{alias} (version {version.version}) has no files, and no base that "
+                        f"ships with this code has its weights sha256 {str(digest)[:12]}...: unpack the store "
+                        f"with its bases (studies/archive.py --shipped_bases true)")
+    repository.log_artifacts(str(folder))
+    log(f"restored the files of {BASE_MODEL_NAME}@{alias} (version {version.version}) from the shipped "
+        f"base in {folder}, weights sha256 {digest[:12]}...")
 
 
 SHIPPED_ROOT = Path(__file__).resolve().parent / "base"
@@ -225,13 +257,17 @@ def shipped_base(name: str = "tiny") -> tuple[Path, dict]:
     against the digest recorded there (a damaged copy is refused, never trained on)."""
     from selfregress.base_identity import weights_digest
 
-    folder = SHIPPED_BASE if name == "tiny" else SHIPPED_ROOT / name
+    folder = _folder(name)
     record = json.loads((folder / "SHIPPED.json").read_text())
     digest = weights_digest(folder)
     if digest != record["weights_digest"]:
         raise UserError(f"the shipped base in {folder} has weights sha256 {digest[:12]}..., not the "
                         f"recorded {record['weights_digest'][:12]}...: restore it with git checkout -- {folder}")
     return folder, record
+
+
+def _folder(name: str) -> Path:
+    return SHIPPED_BASE if name == "tiny" else SHIPPED_ROOT / name
 
 
 def register_shipped_base(store, log=print, name: str = "tiny", alias: str = "") -> str:
