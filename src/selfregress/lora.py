@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import warnings
 from pathlib import Path
 from typing import Iterator
 
@@ -56,7 +57,8 @@ def attach_lora(model, rank: int, alpha: float, dropout: float = 0.0,
                         task_type="CAUSAL_LM",
                         target_modules="all-linear" if target_modules == "auto" else target_modules)
     was_training = model.training
-    adapted = get_peft_model(model, config)
+    with _quiet_peft():
+        adapted = get_peft_model(model, config)
     adapted.train(was_training)     # get_peft_model keeps the mode; say so, eval stays eval
     return adapted
 
@@ -164,16 +166,15 @@ def load_adapter(base_model, folder: str | Path, trainable: bool = False):
 
     if not is_adapter_folder(folder):
         raise UserError(f"{folder} is not a LoRA adapter folder (no adapter_config.json)")
-    adapted = PeftModel.from_pretrained(base_model, str(folder), is_trainable=trainable)
+    with _quiet_peft():
+        adapted = PeftModel.from_pretrained(base_model, str(folder), is_trainable=trainable)
     return adapted.train(base_model.training)
 
 
-def save_merged(adapted, tokenizer, out: str | Path) -> Path:
-    """An ordinary ``save_pretrained`` folder at ``out``: the adapter folded into its base
-    (W + alpha / r * B @ A), with the base's tokenizer. For serving (``promote``'s champion),
-    which must load without peft and without the store its base lives in. Equal to base +
-    adapter up to float rounding; evaluations load the adapter unmerged. ``adapted`` is spent."""
-    merged = adapted.merge_and_unload()
-    merged.save_pretrained(str(out))
-    tokenizer.save_pretrained(str(out))
-    return Path(out)
+@contextlib.contextmanager
+def _quiet_peft():
+    """peft reads ``model.is_gradient_checkpointing``, which transformers 5 deprecates with a
+    FutureWarning on every chain's console; the warning is about peft's code, not the user's."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        yield

@@ -126,3 +126,16 @@ def test_bad_rank_is_a_user_error(qwen):
 
     with pytest.raises(UserError, match="lora_rank"):
         lora.attach_lora(qwen.model, rank=0, alpha=8)
+
+
+def test_attaching_and_loading_adapters_keeps_peft_deprecations_off_the_console(qwen, qwen_dir, tmp_path):
+    """peft reads transformers 5's deprecated ``is_gradient_checkpointing``: a FutureWarning on
+    every LoRA chain's console that the user can do nothing about."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        adapted = lora.attach_lora(qwen.model, rank=4, alpha=8)
+        lora.save_adapter(adapted, tmp_path / "ckpt", base_ref=qwen_dir, tokenizer=qwen.tokenizer)
+        load_policy(tmp_path / "ckpt", device="cpu")
+    assert not [w for w in caught if "gradient_checkpointing" in str(w.message)]
