@@ -34,7 +34,7 @@ class EvaluateConfig:
     split: str = option("eval", "split of the synthetic source", ("pretrain", "rl", "eval", "test"))
     eval_tasks: int = option(256, "number of tasks evaluated (the first N of the source)")
     eval_samples: int = option(4, "samples per task")
-    temperature: float = option(1.0, "sampling temperature")
+    temperature: float = option(1.0, "sampling temperature (0: greedy decoding, with eval_samples 1)")
     top_p: float = option(1.0, "nucleus sampling threshold")
     max_new_tokens: int = option(96, "token limit of a sampled program")
     seed: int = option(0, "sampling seed")
@@ -42,8 +42,8 @@ class EvaluateConfig:
 
     def validate(self) -> None:
         require_at_least_one(self, ("eval_tasks", "eval_samples", "max_new_tokens", "workers"))
-        if self.temperature <= 0:
-            raise UserError(f"'temperature' must be > 0, got {self.temperature}")
+        if self.temperature < 0 or self.temperature == 0 and self.eval_samples != 1:
+            raise UserError(f"'temperature' must be > 0, or 0 (greedy) with eval_samples 1, got {self.temperature}")
         if not 0 < self.top_p <= 1:
             raise UserError(f"'top_p' must be in (0, 1], got {self.top_p}")
         if self.seed < 0:
@@ -113,7 +113,8 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     for key, value in result.metrics().items():
         print(f"{key}: {value:.4f}" if isinstance(value, float) and key.startswith("pass") else f"{key}: {value:g}")
     where = f"{config.split}[:{len(tasks)}]" if config.tasks == "synthetic" else f"its first {len(tasks)} tasks"
-    _log(f"evaluated on {config.tasks} {where}, {config.eval_samples} samples each ({len(tasks) * config.eval_samples} "
+    how = "greedy" if config.temperature == 0 else f"T = {config.temperature:g}"
+    _log(f"evaluated on {config.tasks} {where}, {config.eval_samples} samples each at {how} ({len(tasks) * config.eval_samples} "
          f"trials, seed {config.seed}): other splits or sizes give other figures for the same model")
     _log(f"runs: {store.ui_link()}")
 
