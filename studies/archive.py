@@ -40,15 +40,17 @@ def main() -> None:
     parser.add_argument("--extra", type=Path, action="append", default=[],
                         help="another sqlite file beside the store to pack as it is (a tune study's "
                              "Optuna storage); repeatable")
-    parser.add_argument("--shipped_bases", choices=("true", "false"), default="true",
-                        help="false: leave out the weights of bases registered from src/selfregress/base "
-                             "(the repository holds them; the archive is then a record of metrics, and a "
-                             "sweep continued from it must register them again in a fresh store)")
+    parser.add_argument("--bases", choices=("all", "unshipped", "none"), default="all",
+                        help="whose weights to pack: all registered bases; unshipped: not those registered "
+                             "from src/selfregress/base (the repository holds them, and a store unpacked "
+                             "without them gets their files back on first use, digest-checked); none: no "
+                             "base at all (an imported 540 MB model too: the archive is then a record of "
+                             "metrics, and a chain from that base cannot be continued from it)")
     args = parser.parse_args()
-    print(archive(args.store, args.out, args.extra, shipped_bases=args.shipped_bases == "true"))
+    print(archive(args.store, args.out, args.extra, bases=args.bases))
 
 
-def archive(store: Path, out: Path, extra: list[Path] = (), shipped_bases: bool = True) -> str:
+def archive(store: Path, out: Path, extra: list[Path] = (), bases: str = "all") -> str:
     """Write ``out``; paths inside it are relative to the store's folder. Returns a summary."""
     from mlflow import MlflowClient
 
@@ -72,9 +74,9 @@ def archive(store: Path, out: Path, extra: list[Path] = (), shipped_bases: bool 
         # has none: its chains' tags name the folder and its weights' digest.
         versions = client.search_model_versions(f"name = '{BASE_MODEL_NAME}'") if any(
             m.name == BASE_MODEL_NAME for m in client.search_registered_models()) else []
-        bases = [v.source.removeprefix("models:/") for v in versions if v.source.startswith("models:/m-")
-                 and (shipped_bases or "shipped" not in v.tags)]
-        base_dirs = [Path(client.get_logged_model(b).artifact_location) for b in bases]
+        packed = [v.source.removeprefix("models:/") for v in versions if v.source.startswith("models:/m-")
+                  and (bases == "all" or bases == "unshipped" and "shipped" not in v.tags)]
+        base_dirs = [Path(client.get_logged_model(b).artifact_location) for b in packed]
         with contextlib.closing(sqlite3.connect(copy)) as db:
             db.execute("VACUUM")
         with tarfile.open(out, "w:gz") as tar:
@@ -86,7 +88,7 @@ def archive(store: Path, out: Path, extra: list[Path] = (), shipped_bases: bool 
                 tar.add(base_dir, arcname=str(base_dir.relative_to(store.resolve().parent)))
     finished = sum(r.data.tags.get(KIND_TAG) == "chain" and r.info.status == "FINISHED" for r in runs)
     return (f"{out}: {finished} finished chains, {len(unfinished)} unfinished dropped, "
-            f"bases packed: {', '.join(bases) or 'none (none registered, or only shipped ones left out)'}; {out.stat().st_size / 1e6:.1f} MB")
+            f"bases packed: {', '.join(packed) or f'none (--bases {bases})'}; {out.stat().st_size / 1e6:.1f} MB")
 
 
 def _backup(source: Path, target: Path) -> None:

@@ -81,7 +81,7 @@ def _files_of(store, alias):
 
 @pytest.mark.parametrize("model, alias", [("small", "small"), ("base", BASE_ALIAS)])
 def test_a_store_unpacked_without_its_shipped_weights_gets_them_back(mlflow_store, model, alias):
-    """studies/archive.py --shipped_bases false leaves a shipped base's files out of a study's
+    """studies/archive.py --bases unshipped leaves a shipped base's files out of a study's
     archive; on another machine the registered version has no files until they are restored."""
     uri = start_model(mlflow_store, model, print)
     digest = pin(mlflow_store, uri).digest

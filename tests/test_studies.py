@@ -4,6 +4,8 @@ import importlib.util
 import tarfile
 from pathlib import Path
 
+import pytest
+
 from selfregress.tracking import BASE_ALIAS, BASE_MODEL_NAME, KIND_TAG
 
 _spec = importlib.util.spec_from_file_location(
@@ -66,3 +68,31 @@ def test_archive_packs_an_optuna_storage_beside_the_store(mlflow_store, tmp_path
     with sqlite3.connect(tmp_path / "unpacked" / "optuna.db") as db:
         assert db.execute("select number, state from trials order by number").fetchall() == \
             [(0, "COMPLETE"), (1, "RUNNING")]
+
+
+@pytest.mark.parametrize("bases, packed", [("all", {"imported", "small"}), ("unshipped", {"imported"}),
+                                           ("none", set())])
+def test_archive_packs_the_bases_it_is_asked_for(mlflow_store, tmp_path, bases, packed):
+    """A shipped base is in the repository, and an imported one can be 540 MB: --bases says which
+    registered bases' weights travel (a shipped one left out comes back on first use:
+    tests/test_shipped_base.py)."""
+    from selfregress.bootstrap import start_model
+
+    start_model(mlflow_store, "small", print)
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    (weights / "config.json").write_text("{}")
+    with mlflow_store.run("import", "import") as run:
+        imported = run.log_checkpoint(weights, "imported", 0)
+    mlflow_store.register(imported, BASE_MODEL_NAME, "imported")
+    client = mlflow_store.client
+    folders = {alias: Path(client.get_logged_model(client.get_model_version_by_alias(
+        BASE_MODEL_NAME, alias).source.removeprefix("models:/")).artifact_location).relative_to(tmp_path)
+        for alias in ("small", "imported")}
+
+    out = tmp_path / "study.tar.gz"
+    summary = studies_archive.archive(tmp_path / "mlflow.db", out, bases=bases)
+    with tarfile.open(out) as tar:
+        names = tar.getnames()
+    assert {alias for alias, folder in folders.items() if f"{folder}/config.json" in names} == packed
+    assert "mlflow.db" in names and ("none (--bases none)" in summary) == (bases == "none")

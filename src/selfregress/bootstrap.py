@@ -220,8 +220,8 @@ def ensure_base_model(store, log=print) -> str:
 
 
 def restore_shipped_weights(store, alias: str, log=print) -> None:
-    """A store packed without its shipped bases' weights (``studies/archive.py --shipped_bases
-    false``) and unpacked elsewhere gets them back from the package on first use: the registered
+    """A store packed without its shipped bases' weights (``studies/archive.py --bases
+    unshipped``) and unpacked elsewhere gets them back from the package on first use: the registered
     version's files are written again from the shipped folder whose digest it records. A
     registered base that did not ship, or whose files are there, is left alone."""
     from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
@@ -241,7 +241,7 @@ def restore_shipped_weights(store, alias: str, log=print) -> None:
     if folder is None:
         raise UserError(f"{BASE_MODEL_NAME}@{alias} (version {version.version}) has no files, and no base that "
                         f"ships with this code has its weights sha256 {str(digest)[:12]}...: unpack the store "
-                        f"with its bases (studies/archive.py --shipped_bases true)")
+                        f"with its bases (studies/archive.py --bases all)")
     repository.log_artifacts(str(folder))
     log(f"restored the files of {BASE_MODEL_NAME}@{alias} (version {version.version}) from the shipped "
         f"base in {folder}, weights sha256 {digest[:12]}...")
