@@ -178,3 +178,14 @@ def _quiet_peft():
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
         yield
+
+
+def save_merged(adapted, tokenizer, out: str | Path) -> Path:
+    """An ordinary ``save_pretrained`` folder at ``out``: the adapter folded into its base
+    (W + alpha / r * B @ A), with the base's tokenizer. For serving (``promote``'s champion),
+    which must load without peft and without the store its base lives in. Equal to base +
+    adapter up to float rounding; evaluations load the adapter unmerged. ``adapted`` is spent."""
+    merged = adapted.merge_and_unload()
+    merged.save_pretrained(str(out))
+    tokenizer.save_pretrained(str(out))
+    return Path(out)
