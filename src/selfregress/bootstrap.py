@@ -236,12 +236,13 @@ def restore_shipped_weights(store, alias: str, log=print) -> None:
     if repository.list_artifacts():
         return
     digest = version.tags.get("weights_digest")
-    folder = next((shipped_base(name)[0] for name in SHIPPED_BASES
-                   if json.loads((_folder(name) / "SHIPPED.json").read_text())["weights_digest"] == digest), None)
-    if folder is None:
+    names = [name for name in SHIPPED_BASES
+             if json.loads((_folder(name) / "SHIPPED.json").read_text())["weights_digest"] == digest]
+    if not names:
         raise UserError(f"{BASE_MODEL_NAME}@{alias} (version {version.version}) has no files, and no base that "
                         f"ships with this code has its weights sha256 {str(digest)[:12]}...: unpack the store "
                         f"with its bases (studies/archive.py --bases all)")
+    folder, _ = shipped_base(names[0])                     # its files checked against that digest
     repository.log_artifacts(str(folder))
     log(f"restored the files of {BASE_MODEL_NAME}@{alias} (version {version.version}) from the shipped "
         f"base in {folder}, weights sha256 {digest[:12]}...")
