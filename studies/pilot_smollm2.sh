@@ -5,7 +5,8 @@
 # greedy (stdin/stdout programs are foreign to it) but 4.9 % of HumanEval greedy, 0.6 % at T = 1
 # (README, #18); T = 0.6 sits between, so that a step of 32 samples sees some reward.
 # Sized for about 2 hours of this 2-core machine (one campaign of 6 steps per chain, two chains at
-# once, one torch thread each; a decode step of this model at batch ~160 took ~4 s there):
+# once, one torch thread each; a decode step of this model at batch ~160 took ~4 s there;
+# session 13 runs them one at a time on two threads, see below):
 #   bash studies/pilot_smollm2.sh                 # from the repository root, after
 #                                                 # SELFREGRESS_EXTRAS=real bash scripts/setup.sh
 # It imports the model into $PILOT's store once, then runs the four chains as one sweep from a code
@@ -38,7 +39,11 @@ else
   # 1 campaign x 6 steps x (8 prompts x 4 samples); selection 16 x 1 after every step; report 32 x 1
   # at the campaign's start, peak and end; 256 new tokens.
   SIZE=(--tasks humaneval --campaigns 1 --steps 6 --batch_size 8 --group_size 4 --eval_tasks 16 --eval_samples 1
-        --report_tasks 32 --report_samples 1 --max_new_tokens 256 --seeds 0,1 --conditions naive,es --workers 2)
+        --report_tasks 32 --report_samples 1 --max_new_tokens 256 --seeds 0,1 --conditions naive,es
+        --workers "${WORKERS:-1}")
+  # One chain at a time, on both cores: a step's update on 32 x (prompt + 256) tokens peaks near
+  # 13 GB here (full-vocabulary logits, and activations kept for the backward), and with two
+  # chains at once the kernel's OOM killer ended one (session 13, sweep 6ef297e21f, es seed 0).
 fi
 # LoRA and retention are main parameters the sweep takes through its params file.
 printf '{"lora_rank": 8, "retention": "decisions", "rl_tasks": 64, "temperature": 0.6}\n' > "$PILOT/params.json"
