@@ -158,11 +158,12 @@ def run_sweep(config: SweepConfig, store, log=print, attach_run_id: str | None =
             if resume:
                 log(f"sweep {sweep_id}: {job.condition} seed {job.seed}: resuming chain {resume}")
             code = run_chain_process(job, sweep_id, sweep_run.run_id, experiment, grader_workers, log, resume)
+            why = "" if code == 0 else close_dead_chain(store, job, code, base_digest)
             with lock:
                 counts["finished" if code == 0 else "failed"] += 1
                 done = counts["finished"] + counts["failed"]
                 log(f"sweep {sweep_id}: {job.condition} seed {job.seed} "
-                    f"{'finished' if code == 0 else f'FAILED (exit {code})'} ({done}/{len(todo)})")
+                    f"{'finished' if code == 0 else f'FAILED (exit {code}{why})'} ({done}/{len(todo)})")
 
         with ThreadPoolExecutor(max_workers=config.workers) as pool:
             list(pool.map(run_one, todo))
@@ -173,6 +174,22 @@ def run_sweep(config: SweepConfig, store, log=print, attach_run_id: str | None =
             raise UserError(f"sweep {sweep_id}: {counts['failed']} chain(s) failed (their lines above say why); "
                             "run the same command again to retry them: finished chains are skipped")
     return {"sweep_id": sweep_id, **counts}
+
+
+def close_dead_chain(store, job: Job, code: int, base_digest: str = "") -> str:
+    """A chain process that died without closing its runs (a signal: SIGKILL from the kernel's OOM
+    killer leaves no chance to) would leave its chain and campaign runs RUNNING forever: close
+    them as KILLED, with the reason as ``selfregress.error``. They stay resumable (the sweep's
+    next invocation resumes unfinished chains). Returns the reason, for the sweep's log line."""
+    why = "" if code >= 0 else f", killed by signal {-code}" + (
+        ": SIGKILL, the kernel's OOM killer if memory ran out (dmesg says)" if code == -9 else "")
+    for chain in same_chains(store, job, finished=False, base_digest=base_digest):
+        runs = [chain, *store.campaign_runs(chain.data.tags.get(K.CHAIN_ID, ""), finished=False)]
+        for run in runs:
+            if run.info.status == "RUNNING":
+                store.client.set_tag(run.info.run_id, K.ERROR, f"the chain process exited with {code}{why}")
+                store.close(run.info.run_id, "KILLED")
+    return why
 
 
 def run_chain_process(job: Job, sweep_id: str, parent_run_id: str, experiment: str, grader_workers: int,

@@ -121,3 +121,49 @@ def test_bad_input_is_one_clear_line(options, message, cli_store, tiny_base):
     lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(lines) == 1 and message in lines[0], result.stderr
     assert not cli_store.find_runs("attributes.status = 'RUNNING'")
+
+
+def children_of(pid: int) -> list[int]:
+    found = []
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                with open(f"/proc/{name}/stat", "rb") as stat:
+                    if int(stat.read().rsplit(b")", 1)[1].split()[1]) == pid:
+                        found.append(int(name))
+            except (OSError, IndexError, ValueError):
+                pass
+    return found
+
+
+def test_a_sweep_closes_the_runs_of_a_chain_the_kernel_killed(cli_store, tiny_base):
+    """A chain process SIGKILLed (what the OOM killer does: the pilot of session 13 lost a chain so)
+    cannot close its own runs; the sweep closes them as KILLED, says why, and its next invocation
+    resumes the chain to FINISHED."""
+    from selfregress.sweep import SHARED
+
+    options = as_options({**{k: v for k, v in CHAIN.items() if k in SHARED}, "model": tiny_base, "workers": 1})
+    args = [sys.executable, "-m", "selfregress", "sweep", "--conditions", "naive", "--seeds", "4", *options]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: campaign_one_started(cli_store), proc)
+        [chain_pid] = [pid for pid in children_of(proc.pid)
+                       if b"main" in open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")]
+        os.kill(chain_pid, signal.SIGKILL)
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode != 0 and "Traceback" not in stderr
+    assert "naive seed 4 FAILED (exit -9, killed by signal 9: SIGKILL, the kernel's OOM killer" in stderr
+    chain = chain_run(cli_store)
+    left = [chain, *cli_store.find_runs("tags.`selfregress.kind` = 'campaign'")]
+    assert not [r for r in left if r.info.status == "RUNNING"]
+    killed = [r for r in left if r.info.status == "KILLED"]
+    assert chain.info.run_id in {r.info.run_id for r in killed}
+    assert len(killed) == 2                              # the chain and campaign 1; campaign 0 finished
+    assert all("exited with -9" in r.data.tags[K.ERROR] for r in killed)
+
+    again = cli("sweep", "--conditions", "naive", "--seeds", "4", *options)
+    assert again.returncode == 0, again.stderr
+    assert "resuming chain" in again.stderr
+    assert chain_run(cli_store).info.status == "FINISHED"
