@@ -1,12 +1,13 @@
 """Peak memory and checkpoint size of one RL update on a real model: full fine-tuning vs LoRA.
 
 Usage:
-    python benchmarks/memory_real.py --model PATH_OR_URI [--repeats 3] [--rank 8]
+    python benchmarks/memory_real.py --model PATH_OR_URI [--repeats 3] [--rank 8] [--micro-batches 0,8]
 
 Each (mode, repeat) runs in a fresh process, so that ``getrusage(RUSAGE_SELF).ru_maxrss`` is
 that mode's own high-water mark: load the model, then one forward + backward + AdamW step of
-the project's loss path (``completion_logprobs``: full-vocabulary log-softmax of the
-completion positions) on ``--batch`` sequences of ``--prompt-tokens`` + ``--completion-tokens``
+the project's update (``step.whole_batch_backward``, or ``step.micro_batch_backward`` with
+``--micro-batches M``: M rows per forward/backward, gradients accumulated; a REINFORCE update with
+rewards 1, 0, 1, 0, ...) on ``--batch`` sequences of ``--prompt-tokens`` + ``--completion-tokens``
 random token ids (the values do not change the memory), then save one checkpoint: the full
 ``save_pretrained`` folder, or the adapter only (``selfregress.lora.save_adapter``).
 Reads: the model. Writes: nothing that outlives it (a temp dir).
@@ -42,8 +43,9 @@ def child(args: argparse.Namespace) -> None:
 
     from selfregress import lora
     from selfregress.policy import Policy, load_policy
-    from selfregress.forcing import completion_logprobs
     from selfregress.sampling import Samples
+    from selfregress.step import micro_batch_backward, whole_batch_backward
+    from selfregress.updates import make_update
 
     torch.set_num_threads(args.threads)
     policy = load_policy(args.model, device="cpu")
@@ -64,10 +66,14 @@ def child(args: argparse.Namespace) -> None:
         completion_mask=torch.ones(batch, width, dtype=torch.long),
         logprobs=torch.zeros(batch, width), texts=[""] * batch, prompt_index=torch.arange(batch))
     optimizer = torch.optim.AdamW(lora.trainable_parameters(model), lr=1e-5)
+    update = make_update("reinforce", kl_beta=0.0, kl_estimator="k1", max_new_tokens=width, ewc_lambda=0.0,
+                         baseline="none", temperature=1.0, top_p=1.0)
+    rewards = (torch.arange(batch) % 2 == 0).float()
+    policy.model = model
+    backward = micro_batch_backward if 0 < args.micro_batch < batch else whole_batch_backward
     started = time.perf_counter()
-    logprobs, _ = completion_logprobs(model, samples)                          # (B, T)
-    loss = -logprobs.sum() / samples.completion_mask.sum()
-    loss.backward()
+    backward(policy, None, update, samples, rewards, args.micro_batch, group_size=1, temperature=1.0,
+             top_p=1.0, max_new_tokens=width)
     optimizer.step()
     step_s = time.perf_counter() - started
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024       # KiB on Linux
@@ -80,7 +86,7 @@ def child(args: argparse.Namespace) -> None:
             lora.save_adapter(adapted, folder, base_ref=args.model)
             files = [f for f in Path(folder).rglob("*") if f.is_file()]
         checkpoint_bytes = sum(f.stat().st_size for f in files)
-    print(json.dumps({"mode": args.mode, "peak_rss_mb": round(peak_mb), "rss_after_load_mb": round(after_load),
+    print(json.dumps({"mode": args.mode, "micro_batch": args.micro_batch, "peak_rss_mb": round(peak_mb), "rss_after_load_mb": round(after_load),
                       "step_s": round(step_s, 1), "trainable": trainable, "total": total,
                       "checkpoint_bytes": checkpoint_bytes}))
 
@@ -96,6 +102,8 @@ def main() -> None:
     parser.add_argument("--prompt-tokens", type=int, default=150)
     parser.add_argument("--completion-tokens", type=int, default=150)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--micro-batches", default="0", help="rows per forward/backward, one or more (0: all)")
+    parser.add_argument("--micro-batch", type=int, default=0, help=argparse.SUPPRESS)   # the child's
     args = parser.parse_args()
     if args.mode:
         return child(args)
@@ -103,21 +111,21 @@ def main() -> None:
           f"{args.completion_tokens}) tokens, {args.threads} threads; LoRA rank {args.rank}, all linear layers")
     results: dict[str, list[dict]] = {}
     for repeat in range(args.repeats):
-        for mode in args.modes.split(","):
-            command = [sys.executable, __file__, "--mode", mode, "--model", args.model,
+        for mode, micro in [(m, int(k)) for m in args.modes.split(",") for k in args.micro_batches.split(",")]:
+            command = [sys.executable, __file__, "--mode", mode, "--model", args.model, "--micro-batch", str(micro),
                        "--rank", str(args.rank), "--batch", str(args.batch), "--threads", str(args.threads),
                        "--prompt-tokens", str(args.prompt_tokens),
                        "--completion-tokens", str(args.completion_tokens)]
             out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
             record = json.loads(out.strip().splitlines()[-1])
-            results.setdefault(mode, []).append(record)
+            results.setdefault(f"{mode}/{micro}", []).append(record)
             print(f"repeat {repeat + 1}  {json.dumps(record)}", flush=True)
-    print(f"\n{'mode':<6} {'peak RSS MB (median, min-max)':>30} {'step s (median, min-max)':>26} "
+    print(f"\n{'mode/micro-batch':<16} {'peak RSS MB (median, min-max)':>30} {'step s (median, min-max)':>26} "
           f"{'trainable':>12} {'checkpoint bytes':>17}")
     for mode, records in results.items():
         peaks = [r["peak_rss_mb"] for r in records]
         steps = [r["step_s"] for r in records]
-        print(f"{mode:<6} {statistics.median(peaks):>12.0f} ({min(peaks)}-{max(peaks)}){'':>6} "
+        print(f"{mode:<16} {statistics.median(peaks):>12.0f} ({min(peaks)}-{max(peaks)}){'':>6} "
               f"{statistics.median(steps):>10.1f} ({min(steps)}-{max(steps)}){'':>4} "
               f"{records[0]['trainable']:>12,} {records[0]['checkpoint_bytes']:>17,}")
 

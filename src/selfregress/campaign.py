@@ -168,7 +168,8 @@ def train_campaign(config: ChainConfig, policy, grader, index: int, plan: Plan, 
         train = train_step(policy, reference, optimizer, update, dist.shard(batch), grader,
                            group_size=config.group_size, temperature=config.temperature,
                            top_p=config.top_p, max_new_tokens=config.max_new_tokens,
-                           seed=step_seed(config.seed, index, step, TRAIN) + dist.rank, times=times, dist=dist)
+                           seed=step_seed(config.seed, index, step, TRAIN) + dist.rank, times=times, dist=dist,
+                           micro_batch=config.micro_batch)
         metrics = evaluate_step(policy, eval_tasks, grader,
                                 seed=step_seed(config.seed, index, step, EVAL), **evaluation)
         metrics[K.SANDBOX_ERRORS] += train.pop(K.SANDBOX_ERRORS)   # the step's: training + evaluation

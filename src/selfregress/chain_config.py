@@ -78,6 +78,9 @@ class ChainConfig:
     device: str = option("auto", "where the model runs: auto (cuda when available), cpu or cuda", DEVICES)
     dtype: str = option("fp32", "forward passes: fp32, or bf16 autocast (sampling, log-probs; the weights "
                         "and AdamW stay fp32)", DTYPES)
+    micro_batch: int = option(0, "rows per forward/backward pass of a step's update, gradients accumulated "
+                              "(the same gradient up to rounding; kl pays one extra no-grad pass): set it "
+                              "when a real model's logits and activations do not fit; 0 = all rows at once")
 
     def validate(self) -> None:
         require_at_least_one(self, ("rl_tasks", "campaigns", "steps", "batch_size", "group_size", "max_new_tokens",
@@ -98,6 +101,8 @@ class ChainConfig:
             raise UserError("'kl_beta' and 'ewc_lambda' must be >= 0")
         if self.es_slack < 0 or self.es_patience < 0 or self.es_min_delta < 0:
             raise UserError("'es_slack', 'es_patience' and 'es_min_delta' must be >= 0")
+        if self.micro_batch < 0:
+            raise UserError(f"'micro_batch' must be >= 0 (0: the whole batch at once), got {self.micro_batch}")
         if self.lora_rank < 0 or self.lora_alpha <= 0:
             raise UserError(f"'lora_rank' must be >= 0 (0: full fine-tuning) and 'lora_alpha' > 0, got "
                             f"{self.lora_rank} and {self.lora_alpha}")
@@ -129,7 +134,7 @@ _NOT_IN_CODE_VERSION = {"__main__.py", "cli.py", "progress.py", "sweep.py", "rep
 NOT_IN_CONFIG_HASH = ("resume", "workers", "retention")
 # Settings added after chains were recorded: hashed only away from their default, so that the
 # hash of every chain logged before them (and of a chain that leaves them alone) is unchanged.
-HASHED_WHEN_SET = {"lora_rank": 0, "lora_alpha": 16.0, "device": "auto", "dtype": "fp32"}
+HASHED_WHEN_SET = {"lora_rank": 0, "lora_alpha": 16.0, "device": "auto", "dtype": "fp32", "micro_batch": 0}
 
 
 @functools.cache

@@ -46,7 +46,7 @@ class StepTimes:
 
 def train_step(policy, reference: Reference | None, optimizer, update: Update, tasks: Sequence, grader, *,
                group_size: int, temperature: float, top_p: float, max_new_tokens: int,
-               seed: int, times: StepTimes, dist: Dist = SINGLE) -> dict[str, float]:
+               seed: int, times: StepTimes, dist: Dist = SINGLE, micro_batch: int = 0) -> dict[str, float]:
     """Sample -> grade -> log-probs -> advantages -> loss -> optimizer step. Returns the train/* metrics.
 
     ``reference`` (the campaign's start policy) is read only if ``update.penalty.needs_reference``
@@ -56,6 +56,10 @@ def train_step(policy, reference: Reference | None, optimizer, update: Update, t
 
     Under ``accelerate launch``, ``tasks`` is this process's share of the step's prompts; the
     gradients are averaged across processes before the (identical) optimizer step.
+
+    ``micro_batch`` > 0 (and below the batch's rows): steps 4-6 run ``micro_batch`` rows at a time,
+    each backward accumulating into the same gradients (``micro_batch_backward``), so a real
+    model's (rows x tokens x vocabulary) logits and activations need not fit at once. 0: all rows.
     """
     # 1-2. Generate G samples for each prompt of the batch.
     # The model stays in eval mode throughout: dropout off for sampling and the loss alike,
@@ -76,6 +80,20 @@ def train_step(policy, reference: Reference | None, optimizer, update: Update, t
     rewards = torch.tensor([v.reward for v in graded.verdicts], device=samples.completion_ids.device)   # (B,)
     t2 = time.perf_counter()
 
+    # 4-6. Log-probs, advantages, loss, backward: the whole batch at once, or in micro-batches.
+    optimizer.zero_grad(set_to_none=True)
+    backward = micro_batch_backward if 0 < micro_batch < len(samples) else whole_batch_backward
+    loss, logprobs, entropy, ref_logprobs = backward(
+        policy, reference, update, samples, rewards, micro_batch, group_size=group_size,
+        temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens)
+    return _finish_step(policy, optimizer, dist, times, (t0, t1, t2), loss, logprobs, entropy,
+                        ref_logprobs, samples.completion_mask, rewards, programs, sandbox_errors)
+
+
+def whole_batch_backward(policy, reference, update: Update, samples, rewards: torch.Tensor, rows: int = 0, *,
+                         group_size: int, temperature: float, top_p: float, max_new_tokens: int):
+    """Steps 4-6 of ``train_step`` on every row at once (``rows`` is unused: the signature is
+    ``micro_batch_backward``'s). Returns (loss, logprobs (B, T), entropy (B, T), ref_logprobs | None)."""
     # 4. Log-probs of the distribution that was sampled (temperature, nucleus); the start
     # policy's (same temperature, no nucleus: its own could exclude a drawn token) only when
     # the penalty reads them.
@@ -96,10 +114,14 @@ def train_step(policy, reference: Reference | None, optimizer, update: Update, t
     # 6. Loss: policy gradient + the penalty's loss term.
     pg_loss = policy_gradient_loss(logprobs, mask, advantages, max_new_tokens)
     loss = pg_loss + update.penalty.loss(policy, logprobs, ref_logprobs, mask)
-
-    # 7. Optimizer step.
-    optimizer.zero_grad(set_to_none=True)
     loss.backward()
+    return loss, logprobs, entropy, ref_logprobs
+
+
+def _finish_step(policy, optimizer, dist, times, marks, loss, logprobs, entropy, ref_logprobs, mask,
+                 rewards, programs, sandbox_errors) -> dict[str, float]:
+    """7. Optimizer step, once the gradients are in (clipped); then the times and train/* metrics."""
+    t0, t1, t2 = marks
     trained = lora.trainable_parameters(policy.model)      # the adapters under LoRA, else all
     dist.average_gradients(trained)
     grad_norm = torch.nn.utils.clip_grad_norm_(trained, 1.0)
@@ -121,6 +143,57 @@ def train_step(policy, reference: Reference | None, optimizer, update: Update, t
     if ref_logprobs is not None:   # KL(pi || pi_start) of whole completions: mean over them of sum_t k3
         metrics[K.TRAIN_KL_TO_START] = k3_sequence(logprobs.detach(), ref_logprobs, mask).mean().item()
     return {**dist.mean(metrics), K.SANDBOX_ERRORS: float(sandbox_errors)}
+
+
+def micro_batch_backward(policy, reference, update: Update, samples, rewards: torch.Tensor, rows: int, *,
+                         group_size: int, temperature: float, top_p: float, max_new_tokens: int):
+    """Steps 4-6 of ``train_step``, ``rows`` rows at a time, gradients accumulated: the same gradient.
+
+    Why it is the same: the policy-gradient loss is -sum_i A_i s_i / (B * L) over the B rows (L =
+    ``max_new_tokens``), and a loss-side KL term (k2, k3) is beta * sum_i v_i / (B * L); a chunk of
+    b rows computes its own sum over b rows divided by (b * L), so scaling it by b / B makes the
+    chunks' losses add up to the whole batch's, and backward is linear. EWC's term reads only the
+    weights: added once. What couples the rows is the advantage (GRPO's group statistics, a
+    baseline) and k1's reward shaping, which reads every row's log r(y): both are computed first,
+    for the whole batch, from no-grad passes (the start policy's and the policy's own log-probs,
+    under kl only), so kl pays one extra forward here. Only float rounding differs from one pass
+    (``tests/policy/test_micro_batch.py`` checks the gradients of every update rule). Chunks are whole
+    rows in order; with ``rows`` a multiple of ``group_size`` each prompt's pass is shared as usual.
+    Returns (loss, logprobs (B, T) detached, entropy (B, T), ref_logprobs (B, T) | None).
+    """
+    total = len(samples)
+    chunks = [list(range(i, min(i + rows, total))) for i in range(0, total, rows)]
+    mask = samples.completion_mask                                              # (B, T)
+    ref_logprobs = None
+    shaped = rewards
+    if update.penalty.needs_reference:
+        with torch.no_grad(), policy.autocast():
+            own = torch.cat([completion_logprobs(policy.model, samples.select(c), temperature=temperature,
+                                                 top_p=top_p, entropy=False)[0] for c in chunks])
+            with reference.active():
+                ref_logprobs = torch.cat([completion_logprobs(reference.model, samples.select(c),
+                                                              temperature=temperature, entropy=False)[0]
+                                          for c in chunks])
+        shaped = rewards - update.penalty.reward(own, ref_logprobs, mask)
+    advantages = update.advantages_for(shaped, group_size)                      # (B,)
+    loss_value, logprobs, entropy = 0.0, [], []
+    for c in chunks:
+        part, index = samples.select(c), torch.tensor(c, device=advantages.device)
+        with policy.autocast():
+            lp, ent = completion_logprobs(policy.model, part, temperature=temperature, top_p=top_p)
+        loss = policy_gradient_loss(lp, part.completion_mask, advantages[index], max_new_tokens)
+        if ref_logprobs is not None:
+            loss = loss + update.penalty.loss(policy, lp, ref_logprobs[index], part.completion_mask)
+        (loss * (len(c) / total)).backward()
+        loss_value += loss.item() * len(c) / total
+        logprobs.append(lp.detach())
+        entropy.append(ent.detach())
+    if ref_logprobs is None:                     # a weights-only term (EWC), or none
+        extra = update.penalty.loss(policy, samples.logprobs, None, mask)
+        if extra.requires_grad:
+            extra.backward()
+        loss_value += float(extra)
+    return torch.tensor(loss_value), torch.cat(logprobs), torch.cat(entropy), ref_logprobs
 
 
 def _total(dist: Dist, *counts: int) -> tuple[int, ...]:

@@ -111,6 +111,7 @@ def test_sigterm_ends_the_run_killed(cli_store, tiny_base):
     ({"lora_rank": "4", "lora_alpha": "0"}, "'lora_alpha' > 0"),
     ({"device": "tpu"}, "'device' must be one of auto, cpu, cuda"),
     ({"dtype": "fp16"}, "'dtype' must be one of fp32, bf16"),
+    ({"micro_batch": "-2"}, "'micro_batch' must be >= 0"),
     pytest.param({"device": "cuda"}, "CUDA is not available",
                  marks=pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")),
 ])
