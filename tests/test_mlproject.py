@@ -38,7 +38,8 @@ def _distinct_value(param, entry=""):
                "condition": "kl", "conditions": "kl,es",
                "search": "lr=1e-4:1e-3:log,es_slack=0:7", "chain_params": "batch_size=7,group_size=2",
                "baseline": "mean", "checkpoints": "peaks", "retention": "decisions", "resume": "abc123", "kl_estimator": "k3",
-               "device": "cpu", "dtype": "bf16", "objective": "signature"}
+               "device": "cpu", "dtype": "bf16", "objective": "signature",
+               "grad_checkpointing": "true"}
     if param.name in special:
         return special[param.name]
     return {"int": "7", "float": "0.25"}.get(param.type, "x7")

@@ -31,6 +31,7 @@ from selfregress.step import StepTimes, evaluate_step, start_reference, step_see
 from selfregress.updates import make_update
 
 TRAIN, EVAL, FISHER = 0, 1, 2   # purposes, so that every random draw has its own seed
+ADAPTER = 4                     # fresh LoRA adapters' initial A (report_eval.REPORT is 3)
 
 
 @dataclass(frozen=True)
@@ -49,13 +50,15 @@ def wants_checkpoint(config: ChainConfig, curve: list[float]) -> bool:
     return ES(min_delta=config.es_min_delta).is_peak(curve)
 
 
-def campaign_policy(config: ChainConfig, start_model: str) -> Policy:
+def campaign_policy(config: ChainConfig, start_model: str, index: int = 0) -> Policy:
     """The start checkpoint, ready to train, on the chain's device and with its autocast dtype.
 
     Under LoRA (``lora_rank`` > 0) the policy is base + adapter: the start's own adapter when the
     start is a LoRA checkpoint (ES's peak, CARE's incumbent), else fresh adapters (B = 0: exactly
     the start model), whose base is the start (the chain's pinned base). Under full fine-tuning a
-    LoRA checkpoint given as the start is merged into its base, and every weight trains.
+    LoRA checkpoint given as the start is merged into its base, and every weight trains. Fresh
+    adapters' A is drawn from the seed (seed, campaign ``index``, 0, ADAPTER), not from torch's
+    global generator, which whatever ran before in the process has moved.
     """
     policy = load_policy(start_model, **config.policy_options(), trainable=config.lora_rank > 0)
     if config.lora_rank == 0:
@@ -64,7 +67,9 @@ def campaign_policy(config: ChainConfig, start_model: str) -> Policy:
             policy = replace(policy, model=model, adapter=None, base_ref="")
         return policy
     if policy.adapter is None:
-        adapted = lora.attach_lora(policy.model, config.lora_rank, config.lora_alpha)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(step_seed(config.seed, index, 0, ADAPTER))
+            adapted = lora.attach_lora(policy.model, config.lora_rank, config.lora_alpha)
         policy = replace(policy, model=lora.policy_model(adapted), adapter=adapted, base_ref=start_model)
     return policy
 
@@ -75,7 +80,7 @@ def run_campaign(config: ChainConfig, store, grader, chain_run, chain_id: str, i
     """One campaign on the main process: its run, its steps, its checkpoints, its decision; then,
     once the run is finished (the decision made), ``report`` (a ``report_eval.ReportEvaluator``)
     evaluates its start, peak and end on the report split, reusing the end policy in memory."""
-    policy = campaign_policy(config, plan.start_model)
+    policy = campaign_policy(config, plan.start_model, index)
     start_id = store.model_id(plan.start_model)
     tags = {K.CAMPAIGN: index, K.CHAIN_ID: chain_id, K.CONDITION: config.condition,
             K.SEED: config.seed, K.START_MODEL: plan.start_model, K.START_MODEL_ID: start_id or ""}
@@ -169,7 +174,7 @@ def train_campaign(config: ChainConfig, policy, grader, index: int, plan: Plan, 
                            group_size=config.group_size, temperature=config.temperature,
                            top_p=config.top_p, max_new_tokens=config.max_new_tokens,
                            seed=step_seed(config.seed, index, step, TRAIN) + dist.rank, times=times, dist=dist,
-                           micro_batch=config.micro_batch)
+                           micro_batch=config.micro_batch, grad_checkpointing=config.grad_checkpointing)
         metrics = evaluate_step(policy, eval_tasks, grader,
                                 seed=step_seed(config.seed, index, step, EVAL), **evaluation)
         metrics[K.SANDBOX_ERRORS] += train.pop(K.SANDBOX_ERRORS)   # the step's: training + evaluation

@@ -156,5 +156,5 @@ def follow_chain(config: ChainConfig, grader, rl_tasks, eval_tasks, dist: Dist) 
         kind, index, plan = dist.broadcast()
         if kind == "done":
             return index   # the chain_id
-        train_campaign(config, campaign_policy(config, plan.start_model), grader, index, plan, rl_tasks, eval_tasks,
+        train_campaign(config, campaign_policy(config, plan.start_model, index), grader, index, plan, rl_tasks, eval_tasks,
                        dist, log=None)

@@ -81,6 +81,8 @@ class ChainConfig:
     micro_batch: int = option(0, "rows per forward/backward pass of a step's update, gradients accumulated "
                               "(the same gradient up to rounding; kl pays one extra no-grad pass): set it "
                               "when a real model's logits and activations do not fit; 0 = all rows at once")
+    grad_checkpointing: bool = option(False, "recompute each decoder layer's activations in the backward "
+                                      "instead of keeping them (less memory, one more forward's time)")
 
     def validate(self) -> None:
         require_at_least_one(self, ("rl_tasks", "campaigns", "steps", "batch_size", "group_size", "max_new_tokens",
@@ -134,7 +136,8 @@ _NOT_IN_CODE_VERSION = {"__main__.py", "cli.py", "progress.py", "sweep.py", "rep
 NOT_IN_CONFIG_HASH = ("resume", "workers", "retention")
 # Settings added after chains were recorded: hashed only away from their default, so that the
 # hash of every chain logged before them (and of a chain that leaves them alone) is unchanged.
-HASHED_WHEN_SET = {"lora_rank": 0, "lora_alpha": 16.0, "device": "auto", "dtype": "fp32", "micro_batch": 0}
+HASHED_WHEN_SET = {"lora_rank": 0, "lora_alpha": 16.0, "device": "auto", "dtype": "fp32", "micro_batch": 0,
+                   "grad_checkpointing": False}
 
 
 @functools.cache

@@ -20,6 +20,7 @@ import torch
 from selfregress import lora
 from selfregress import metric_keys as K
 from selfregress.distributed import SINGLE, Dist
+from selfregress.errors import UserError
 from selfregress.evaluation import evaluate
 from selfregress.grading import fail_if_unresolved, grade_retrying
 from selfregress.losses import distinct_ratio, k3_sequence, policy_gradient_loss
@@ -46,7 +47,8 @@ class StepTimes:
 
 def train_step(policy, reference: Reference | None, optimizer, update: Update, tasks: Sequence, grader, *,
                group_size: int, temperature: float, top_p: float, max_new_tokens: int,
-               seed: int, times: StepTimes, dist: Dist = SINGLE, micro_batch: int = 0) -> dict[str, float]:
+               seed: int, times: StepTimes, dist: Dist = SINGLE, micro_batch: int = 0,
+               grad_checkpointing: bool = False) -> dict[str, float]:
     """Sample -> grade -> log-probs -> advantages -> loss -> optimizer step. Returns the train/* metrics.
 
     ``reference`` (the campaign's start policy) is read only if ``update.penalty.needs_reference``
@@ -60,6 +62,8 @@ def train_step(policy, reference: Reference | None, optimizer, update: Update, t
     ``micro_batch`` > 0 (and below the batch's rows): steps 4-6 run ``micro_batch`` rows at a time,
     each backward accumulating into the same gradients (``micro_batch_backward``), so a real
     model's (rows x tokens x vocabulary) logits and activations need not fit at once. 0: all rows.
+    ``grad_checkpointing``: the decoder layers' activations are recomputed in the backward instead
+    of kept (``checkpointed``).
     """
     # 1-2. Generate G samples for each prompt of the batch.
     # The model stays in eval mode throughout: dropout off for sampling and the loss alike,
@@ -85,21 +89,22 @@ def train_step(policy, reference: Reference | None, optimizer, update: Update, t
     backward = micro_batch_backward if 0 < micro_batch < len(samples) else whole_batch_backward
     loss, logprobs, entropy, ref_logprobs = backward(
         policy, reference, update, samples, rewards, micro_batch, group_size=group_size,
-        temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens)
+        temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens, checkpoint=grad_checkpointing)
     return _finish_step(policy, optimizer, dist, times, (t0, t1, t2), loss, logprobs, entropy,
                         ref_logprobs, samples.completion_mask, rewards, programs, sandbox_errors)
 
 
 def whole_batch_backward(policy, reference, update: Update, samples, rewards: torch.Tensor, rows: int = 0, *,
-                         group_size: int, temperature: float, top_p: float, max_new_tokens: int):
+                         group_size: int, temperature: float, top_p: float, max_new_tokens: int,
+                         checkpoint: bool = False):
     """Steps 4-6 of ``train_step`` on every row at once (``rows`` is unused: the signature is
     ``micro_batch_backward``'s). Returns (loss, logprobs (B, T), entropy (B, T), ref_logprobs | None)."""
     # 4. Log-probs of the distribution that was sampled (temperature, nucleus); the start
     # policy's (same temperature, no nucleus: its own could exclude a drawn token) only when
     # the penalty reads them.
-    with policy.autocast():
+    with policy.autocast(), checkpointed(policy.model, checkpoint):
         logprobs, entropy = completion_logprobs(policy.model, samples, temperature=temperature,
-                                                top_p=top_p)                  # (B, T) each
+                                                top_p=top_p, share_prompts=not checkpoint)   # (B, T) each
     mask = samples.completion_mask                                              # (B, T)
     ref_logprobs = None
     if update.penalty.needs_reference:
@@ -146,7 +151,8 @@ def _finish_step(policy, optimizer, dist, times, marks, loss, logprobs, entropy,
 
 
 def micro_batch_backward(policy, reference, update: Update, samples, rewards: torch.Tensor, rows: int, *,
-                         group_size: int, temperature: float, top_p: float, max_new_tokens: int):
+                         group_size: int, temperature: float, top_p: float, max_new_tokens: int,
+                         checkpoint: bool = False):
     """Steps 4-6 of ``train_step``, ``rows`` rows at a time, gradients accumulated: the same gradient.
 
     Why it is the same: the policy-gradient loss is -sum_i A_i s_i / (B * L) over the B rows (L =
@@ -179,8 +185,9 @@ def micro_batch_backward(policy, reference, update: Update, samples, rewards: to
     loss_value, logprobs, entropy = 0.0, [], []
     for c in chunks:
         part, index = samples.select(c), torch.tensor(c, device=advantages.device)
-        with policy.autocast():
-            lp, ent = completion_logprobs(policy.model, part, temperature=temperature, top_p=top_p)
+        with policy.autocast(), checkpointed(policy.model, checkpoint):
+            lp, ent = completion_logprobs(policy.model, part, temperature=temperature, top_p=top_p,
+                                          share_prompts=not checkpoint)
         loss = policy_gradient_loss(lp, part.completion_mask, advantages[index], max_new_tokens)
         if ref_logprobs is not None:
             loss = loss + update.penalty.loss(policy, lp, ref_logprobs[index], part.completion_mask)
@@ -194,6 +201,40 @@ def micro_batch_backward(policy, reference, update: Update, samples, rewards: to
             extra.backward()
         loss_value += float(extra)
     return torch.tensor(loss_value), torch.cat(logprobs), torch.cat(entropy), ref_logprobs
+
+
+@contextlib.contextmanager
+def checkpointed(model, enabled: bool):
+    """Gradient checkpointing for the forward passes inside: each decoder layer keeps only its input
+    and recomputes its activations in the backward (transformers' ``GradientCheckpointingLayer``,
+    non-reentrant). transformers checkpoints a layer only while that layer is in training mode, and
+    the policy stays in eval mode (no dropout: the loss must differentiate the distribution that
+    was sampled); so only the layers' own ``training`` flag is set here, not their submodules',
+    whose dropout stays off. A checkpointed layer drops its KV cache, so the caller runs one pass
+    over the rows (``share_prompts=False``) instead of sharing each prompt's. The same function
+    of the weights: ``tests/policy/test_micro_batch.py`` compares the gradients."""
+    if not enabled:
+        yield
+        return
+    from transformers.modeling_layers import GradientCheckpointingLayer
+
+    layers = [m for m in model.modules() if isinstance(m, GradientCheckpointingLayer)]
+    if not layers:
+        raise UserError(f"grad_checkpointing: {type(model).__name__}'s layers do not support it "
+                        "(no transformers GradientCheckpointingLayer): run without it")
+    if not any(getattr(layer, "gradient_checkpointing", False) for layer in layers):
+        if hasattr(model, "activation_checkpointing_enable"):   # transformers >= 5.x's name
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    was = [layer.training for layer in layers]
+    for layer in layers:
+        layer.training = True
+    try:
+        yield
+    finally:
+        for layer, mode in zip(layers, was):
+            layer.training = mode
 
 
 def _total(dist: Dist, *counts: int) -> tuple[int, ...]:

@@ -82,3 +82,33 @@ def _unscaled(policy, reference, update, samples, rewards, rows, **kwargs):
         index = list(range(start, start + rows))
         out = whole_batch_backward(policy, reference, update, samples.select(index), rewards[index], **kwargs)
     return out
+
+
+@pytest.mark.parametrize("backward, rows", [(whole_batch_backward, 0), (micro_batch_backward, 4)])
+def test_gradient_checkpointing_recomputes_the_layers_and_keeps_the_gradient(qwen, prompts, backward, rows):
+    """grad_checkpointing: every decoder layer runs again in the backward (its attention is called
+    twice per pass), the gradient is the plain one up to rounding, and the model is left as it was
+    (eval mode, no layer left in training mode: sampling and dropout untouched)."""
+    for p in qwen.model.parameters():
+        p.requires_grad_(True)
+    samples = sample(qwen, prompts, n=GROUP, temperature=0.8, max_new_tokens=24, seed=5)
+    rewards = torch.tensor([1.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 0.0])
+    update = make_update("grpo", kl_beta=0.0, kl_estimator="k1", max_new_tokens=24, ewc_lambda=0.0,
+                         baseline="none", temperature=0.8, top_p=1.0)
+    plain = _gradient(backward, qwen, None, update, samples, rewards, rows)
+    calls = []
+    attention = qwen.model.model.layers[0].self_attn
+    hook = attention.register_forward_hook(lambda *_: calls.append(torch.is_grad_enabled()))
+    try:
+        qwen.model.zero_grad(set_to_none=True)
+        backward(qwen, None, update, samples, rewards, rows, group_size=GROUP, temperature=0.8, top_p=1.0,
+                 max_new_tokens=24, checkpoint=True)
+    finally:
+        hook.remove()
+    checkpointed = [p.grad.clone() for p in qwen.model.parameters() if p.grad is not None]
+    passes = 1 if rows == 0 else 3                      # one pass over the 12 rows, or 3 chunks of 4
+    assert len(calls) == 2 * passes                     # each forward, then its recompute in the backward
+    assert len(checkpointed) == len(plain[4]) > 0
+    for a, b in zip(checkpointed, plain[4]):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-4)
+    assert not qwen.model.training and not any(m.training for m in qwen.model.modules())
