@@ -98,6 +98,44 @@ def test_evaluate_cli_logs_pass_at_1(mlflow_store, quick_model, tmp_path):
     assert printed == round(run.data.metrics["pass_at_1"], 4)
 
 
+def test_evaluate_keeps_each_reply_beside_its_program_and_verdict(mlflow_store, quick_model, tmp_path):
+    """samples.jsonl on the evaluate run (the sampled-programs artifact), from a model whose
+    tokenizer has a chat template (so the prompt is the chat one): one line per sample, task-major,
+    the program being what extract_program takes from the reply, and the verdicts adding up to
+    the logged successes."""
+    import json
+    import shutil
+
+    from mlflow.artifacts import download_artifacts
+
+    from selfregress.policy import extract_program
+    from selfregress.tasks import resolve_tasks
+
+    chat = tmp_path / "chat"
+    shutil.copytree(quick_model, chat)
+    config = json.loads((chat / "tokenizer_config.json").read_text())
+    config["chat_template"] = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}"
+                               "<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+    (chat / "tokenizer_config.json").write_text(json.dumps(config))
+    from selfregress.policy import build_prompt, load_policy
+    assert build_prompt(load_policy(str(chat)).tokenizer, "Print 1.").startswith("<|im_start|>user")
+    result = cli("evaluate", "--model", str(chat), "--eval_tasks", "5", "--eval_samples", "3",
+                 "--max_new_tokens", "24", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    from selfregress.tracking import connect
+
+    run = connect("selfregress").find_runs("tags.`selfregress.kind` = 'evaluate'")[0]
+    path = download_artifacts(run_id=run.info.run_id, artifact_path="samples.jsonl", dst_path=str(tmp_path))
+    lines = [json.loads(line) for line in open(path, encoding="utf-8")]
+    tasks = resolve_tasks("synthetic", "eval", 5)
+    assert [(line["task_id"], line["sample"]) for line in lines] == [(t.task_id, i) for t in tasks for i in range(3)]
+    assert all(line["program"] == extract_program(line["reply"]) for line in lines)
+    assert all(line["outcome"] in ("passed", "wrong_answer", "runtime_error", "syntax_error", "timeout",
+                                   "memory_limit", "output_limit") for line in lines)
+    assert sum(line["reward"] for line in lines) == run.data.metrics["eval/successes"]
+    assert all((line["reward"] == 1.0) == (line["outcome"] == "passed") for line in lines)
+
+
 def test_evaluate_greedy_is_one_answer_per_task_whatever_the_seed(mlflow_store, tmp_path):
     """temperature 0: the shipped tiny base's greedy pass@1 (the sharpened policy a first RL step
     moves toward), the same under any seed, and the CLI says it was greedy."""

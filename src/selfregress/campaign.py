@@ -25,6 +25,7 @@ from selfregress.distributed import SINGLE, Dist
 from selfregress.policy import Policy, build_prompt, load_policy
 from selfregress.records import read_campaign
 from selfregress.retention import folder_bytes
+from selfregress.sample_log import TRAIN_ARTIFACT, log_lines
 from selfregress.run_notes import campaign_note  # tune: run descriptions
 from selfregress.sampling import sample
 from selfregress.step import StepTimes, evaluate_step, start_reference, step_seed, train_step
@@ -90,6 +91,7 @@ def run_campaign(config: ChainConfig, store, grader, chain_run, chain_id: str, i
                    tags=tags, params=params) as run:
         log = CampaignLog(config, run, store, policy, index, start_id, progress, plan.budget)
         times = train_campaign(config, policy, grader, index, plan, rl_tasks, eval_tasks, dist, log)
+        log_lines(run, log.samples, TRAIN_ARTIFACT)      # every RL step's replies, programs, verdicts
 
         # The decision is computed from what MLflow now holds, and logged on this run.
         record = read_campaign(store, store.get_run(run.run_id))
@@ -111,6 +113,7 @@ class CampaignLog:
         self.config, self.run, self.store, self.policy = config, run, store, policy
         self.index, self.start_id, self.progress, self.budget = index, start_id, progress, budget
         self.saved_step, self.bytes_written = 0, 0
+        self.samples: list[dict] = []      # sample_log lines of every step's RL batch
 
     def start(self, metrics: dict[str, float]) -> None:
         """Step 0: the start checkpoint, linked (or logged once if it is a folder or hub id)."""
@@ -125,8 +128,9 @@ class CampaignLog:
         self.progress.step(self.index, 0, self.budget, metrics[K.PASS_AT_1], None)
 
     def step(self, step: int, train: dict[str, float], metrics: dict[str, float], curve: list[float],
-             last: bool, times: StepTimes) -> None:
+             last: bool, times: StepTimes, samples: list[dict] = ()) -> None:
         t0 = time.perf_counter()
+        self.samples.extend({"step": step, **line} for line in samples)
         model_id, saved = None, {}
         if wants_checkpoint(self.config, curve) or last:
             (model_id, size), self.saved_step = save_checkpoint(self.run, self.policy, self.index, step), step
@@ -170,18 +174,20 @@ def train_campaign(config: ChainConfig, policy, grader, index: int, plan: Plan, 
         rng = np.random.default_rng(step_seed(config.seed, index, step, TRAIN))
         batch = [rl_tasks[i] for i in rng.choice(len(rl_tasks), size=config.batch_size,
                                                  replace=config.batch_size > len(rl_tasks))]
+        kept = [] if log else None
         train = train_step(policy, reference, optimizer, update, dist.shard(batch), grader,
                            group_size=config.group_size, temperature=config.temperature,
                            top_p=config.top_p, max_new_tokens=config.max_new_tokens,
                            seed=step_seed(config.seed, index, step, TRAIN) + dist.rank, times=times, dist=dist,
-                           micro_batch=config.micro_batch, grad_checkpointing=config.grad_checkpointing)
+                           micro_batch=config.micro_batch, grad_checkpointing=config.grad_checkpointing,
+                           keep=kept)
         metrics = evaluate_step(policy, eval_tasks, grader,
                                 seed=step_seed(config.seed, index, step, EVAL), **evaluation)
         metrics[K.SANDBOX_ERRORS] += train.pop(K.SANDBOX_ERRORS)   # the step's: training + evaluation
         curve.append(metrics[K.PASS_AT_1])
         stop = controller.should_stop(curve) if isinstance(controller, ES) else False
         if log:
-            log.step(step, train, metrics, curve, last=step == plan.budget or stop, times=times)
+            log.step(step, train, metrics, curve, last=step == plan.budget or stop, times=times, samples=kept)
         if stop:
             break
     # The last step is always a checkpoint: the next start may need it.

@@ -110,6 +110,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
                               temperature=config.temperature, top_p=config.top_p,
                               max_new_tokens=config.max_new_tokens, seed=config.seed)
             run.log_metrics(result.metrics(), step=0)
+            result.log_samples(run, tasks)
     for key, value in result.metrics().items():
         print(f"{key}: {value:.4f}" if isinstance(value, float) and key.startswith("pass") else f"{key}: {value:g}")
     where = f"{config.split}[:{len(tasks)}]" if config.tasks == "synthetic" else f"its first {len(tasks)} tasks"

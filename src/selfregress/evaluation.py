@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import queue
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
@@ -41,6 +41,8 @@ class EvalResult:
     sandbox_errors: int = 0      # sandbox_error verdicts on the first try, each retried once (grading.py)
     unresolved: int = 0          # still sandbox_error after the retry (0 unless evaluate(check=False))
     sandbox_detail: str = ""     # the grader's message for the first unresolved one
+    replies: list[str] = field(default_factory=list)   # (n_tasks * samples,) the sampled texts
+    verdicts: list = field(default_factory=list)       # (n_tasks * samples,) grader.Verdict
 
     @property
     def trials(self) -> int:
@@ -49,6 +51,12 @@ class EvalResult:
     @property
     def pass_at_1(self) -> float:
         return float(self.successes.sum() / max(self.trials, 1))
+
+    def log_samples(self, run, tasks: Sequence) -> None:
+        """Log the sampled-programs artifact (``sample_log``) on ``run``: each reply, program, verdict."""
+        from selfregress.sample_log import EVAL_ARTIFACT, log_lines, sample_lines
+
+        log_lines(run, sample_lines(tasks, self.samples, self.replies, self.programs, self.verdicts), EVAL_ARTIFACT)
 
     def pass_at(self, k: int) -> float:
         """Mean unbiased pass@k over tasks."""
@@ -103,7 +111,7 @@ def evaluate(policy, tasks: Sequence, grader, *, samples: int, temperature: floa
     successes = passed.reshape(len(tasks), samples).sum(axis=1)
     return EvalResult(successes=successes, samples=samples, programs=grading.programs, passed=passed,
                       sandbox_errors=grading.sandbox_errors, unresolved=grading.unresolved,
-                      sandbox_detail=grading.detail)
+                      sandbox_detail=grading.detail, replies=grading.replies, verdicts=grading.verdicts)
 
 
 def _a_core_to_spare() -> bool:
@@ -128,6 +136,8 @@ class _OverlappedGrading:
         total = len(tasks) * samples
         self.programs: list[str] = [""] * total
         self.passed: list[bool] = [False] * total
+        self.replies: list[str] = [""] * total
+        self.verdicts: list = [None] * total
         self.graded = 0
         self.sandbox_errors = self.unresolved = 0
         self.detail = ""
@@ -174,6 +184,7 @@ class _OverlappedGrading:
             self.sandbox_errors += graded.sandbox_errors
             self.unresolved += graded.unresolved
             self.detail = self.detail or graded.detail
-            for r, program, verdict in zip(rows, programs, graded.verdicts):
+            for r, text, program, verdict in zip(rows, texts, programs, graded.verdicts):
                 self.programs[r], self.passed[r] = program, verdict.passed
+                self.replies[r], self.verdicts[r] = text, verdict
             self.graded += len(rows)

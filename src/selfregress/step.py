@@ -26,6 +26,7 @@ from selfregress.grading import fail_if_unresolved, grade_retrying
 from selfregress.losses import distinct_ratio, k3_sequence, policy_gradient_loss
 from selfregress.policy import build_prompt, extract_program
 from selfregress.forcing import completion_logprobs
+from selfregress.sample_log import sample_lines
 from selfregress.sampling import sample
 from selfregress.updates import Update
 
@@ -48,7 +49,7 @@ class StepTimes:
 def train_step(policy, reference: Reference | None, optimizer, update: Update, tasks: Sequence, grader, *,
                group_size: int, temperature: float, top_p: float, max_new_tokens: int,
                seed: int, times: StepTimes, dist: Dist = SINGLE, micro_batch: int = 0,
-               grad_checkpointing: bool = False) -> dict[str, float]:
+               grad_checkpointing: bool = False, keep: list | None = None) -> dict[str, float]:
     """Sample -> grade -> log-probs -> advantages -> loss -> optimizer step. Returns the train/* metrics.
 
     ``reference`` (the campaign's start policy) is read only if ``update.penalty.needs_reference``
@@ -63,7 +64,8 @@ def train_step(policy, reference: Reference | None, optimizer, update: Update, t
     each backward accumulating into the same gradients (``micro_batch_backward``), so a real
     model's (rows x tokens x vocabulary) logits and activations need not fit at once. 0: all rows.
     ``grad_checkpointing``: the decoder layers' activations are recomputed in the backward instead
-    of kept (``checkpointed``).
+    of kept (``checkpointed``). ``keep``: a list that gets one ``sample_log`` line per sample
+    (reply, extracted program, verdict).
     """
     # 1-2. Generate G samples for each prompt of the batch.
     # The model stays in eval mode throughout: dropout off for sampling and the loss alike,
@@ -82,6 +84,8 @@ def train_step(policy, reference: Reference | None, optimizer, update: Update, t
     sandbox_errors, unresolved = _total(dist, graded.sandbox_errors, graded.unresolved)
     fail_if_unresolved("training step", sandbox_errors, unresolved, len(programs) * dist.world, graded.detail)
     rewards = torch.tensor([v.reward for v in graded.verdicts], device=samples.completion_ids.device)   # (B,)
+    if keep is not None:
+        keep.extend(sample_lines(tasks, group_size, samples.texts, programs, graded.verdicts))
     t2 = time.perf_counter()
 
     # 4-6. Log-probs, advantages, loss, backward: the whole batch at once, or in micro-batches.

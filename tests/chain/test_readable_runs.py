@@ -49,6 +49,26 @@ def test_a_chain_reads_in_words_and_shows_its_campaign_boundaries(mlflow_store, 
                                f"{len(record.pass_at_1) - 1} of a budget of")
         assert f"The controller decided **{record.tags[K.DECISION]}**" in note
 
+    # samples/train.jsonl: every step's RL batch, reply beside program beside verdict, adding up
+    # to the step's logged mean reward
+    import json
+
+    from mlflow.artifacts import download_artifacts
+
+    from selfregress.policy import extract_program
+
+    for record in records:
+        path = download_artifacts(run_id=record.run_id, artifact_path="samples/train.jsonl")
+        lines = [json.loads(line) for line in open(path, encoding="utf-8")]
+        steps = len(record.pass_at_1) - 1
+        assert len(lines) == steps * config.batch_size * config.group_size
+        assert all(line["program"] == extract_program(line["reply"]) for line in lines)
+        rewards = mlflow_store.metric_history(record.run_id, K.TRAIN_REWARD_MEAN)
+        for step in range(1, steps + 1):
+            batch = [line for line in lines if line["step"] == step]
+            assert [line["sample"] for line in batch] == list(range(config.group_size)) * config.batch_size
+            assert sum(line["reward"] for line in batch) / len(batch) == rewards[step]
+
 
 def test_a_refused_entry_point_run_records_its_error(cli_store):
     """Under `mlflow run` (MLFLOW_RUN_ID set) a refused input fails the run with a readable name,
