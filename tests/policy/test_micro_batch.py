@@ -61,18 +61,23 @@ def test_micro_batches_give_the_whole_batch_gradient(qwen, prompts, rule, estima
 def test_a_wrong_share_would_be_caught(qwen, prompts):
     """The comparison above can fail: chunks that each normalise by their own rows (no b / B
     scaling) give a gradient off by the number of chunks."""
-    for p in qwen.model.parameters():
-        p.requires_grad_(True)
-    samples = sample(qwen, prompts, n=GROUP, temperature=0.8, max_new_tokens=24, seed=5)
-    rewards = torch.tensor([1.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 0.0])
-    update = make_update("reinforce", kl_beta=0.0, kl_estimator="k1", max_new_tokens=24, ewc_lambda=0.0,
-                         baseline="none", temperature=0.8, top_p=1.0)
+    samples, rewards, update = _batch(qwen, prompts, "reinforce")
     whole = _gradient(whole_batch_backward, qwen, None, update, samples, rewards, 0)[4]
     unscaled = _gradient(lambda *a, **k: _unscaled(*a, **k), qwen, None, update, samples, rewards, 4)[4]
     for a, b in zip(unscaled, whole):
         torch.testing.assert_close(a, 3 * b, atol=1e-6, rtol=1e-4)
     with pytest.raises(AssertionError):
         torch.testing.assert_close(unscaled[0], whole[0], atol=1e-6, rtol=1e-4)
+
+
+def _batch(qwen, prompts, rule: str):
+    """12 real samples (3 prompts x GROUP), rewards not all equal, and a penalty-free update."""
+    for p in qwen.model.parameters():
+        p.requires_grad_(True)
+    samples = sample(qwen, prompts, n=GROUP, temperature=0.8, max_new_tokens=24, seed=5)
+    rewards = torch.tensor([1.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 0.0])
+    return samples, rewards, make_update(rule, kl_beta=0.0, kl_estimator="k1", max_new_tokens=24,
+                                         ewc_lambda=0.0, baseline="none", temperature=0.8, top_p=1.0)
 
 
 def _unscaled(policy, reference, update, samples, rewards, rows, **kwargs):
@@ -89,12 +94,7 @@ def test_gradient_checkpointing_recomputes_the_layers_and_keeps_the_gradient(qwe
     """grad_checkpointing: every decoder layer runs again in the backward (its attention is called
     twice per pass), the gradient is the plain one up to rounding, and the model is left as it was
     (eval mode, no layer left in training mode: sampling and dropout untouched)."""
-    for p in qwen.model.parameters():
-        p.requires_grad_(True)
-    samples = sample(qwen, prompts, n=GROUP, temperature=0.8, max_new_tokens=24, seed=5)
-    rewards = torch.tensor([1.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 0.0])
-    update = make_update("grpo", kl_beta=0.0, kl_estimator="k1", max_new_tokens=24, ewc_lambda=0.0,
-                         baseline="none", temperature=0.8, top_p=1.0)
+    samples, rewards, update = _batch(qwen, prompts, "grpo")
     plain = _gradient(backward, qwen, None, update, samples, rewards, rows)
     calls = []
     attention = qwen.model.model.layers[0].self_attn
