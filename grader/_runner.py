@@ -34,10 +34,14 @@ RECORD = struct.Struct("<IIII")  # test index, status, OUT_FD size after the tes
 REC_FD, OUT_FD, ERR_FD = 3, 4, 5
 SECRET_FD = 6  # test-code tasks: the nonce and the test code, for the test process only
 # The per-test limit counts user CPU time (ITIMER_VIRTUAL), which load barely changes. Kernel
-# time (page faults: a memory bomb zeroing its pages) grows with memory-bandwidth contention,
-# so it is bounded only by a looser backstop on user+system time (ITIMER_PROF, RLIMIT_CPU): a
-# memory bomb meets the memory cap first, whatever else the machine is doing.
-SYSTEM_FACTOR, SYSTEM_SLACK_S = 2.0, 0.5
+# time is bounded only by a looser backstop on user+system time (ITIMER_PROF, RLIMIT_CPU):
+# twice the limit, plus slack, plus the time to fault in the whole memory cap at
+# FAULT_S_PER_MB. Page faults are kernel time and their cost grows with memory contention: on
+# the 2-core CI machine kind, faulting 256 MB took 0.18 s idle, up to 0.51 s beside two
+# page-faulting processes, and over 1.1 s (> 4.3 ms/MB) once in a CI run, where a memory bomb
+# under a 0.3 s limit then read TIMEOUT. With the allowance it meets its memory cap first
+# unless faulting costs over 10 ms/MB.
+SYSTEM_FACTOR, SYSTEM_SLACK_S, FAULT_S_PER_MB = 2.0, 0.5, 0.01
 SETUP_FAILED, RUNNER_FAILED = 70, 71  # child exit codes when our code, not the program, failed
 DONE = struct.Struct("<iidq")  # zygote -> supervisor: child pid, wait status, CPU s, max RSS
 _zygote_mapped = 0  # bytes of address space the zygote maps (set when it starts)
@@ -160,7 +164,8 @@ def run_program(blob):
         # The program may map memory_bytes on top of the interpreter (the zygote, measured
         # once) and this request (marshalled into `blob`, which the child holds too).
         address_space = _zygote_mapped + 2 * len(blob) + memory_bytes
-        cpu_s = cpu_rlimit(cpu_limit_s, len(inputs) - start)
+        timer = cpu_timer(cpu_limit_s, memory_bytes)
+        cpu_s = cpu_rlimit(timer, len(inputs) - start)
         stack = resource.getrlimit(resource.RLIMIT_STACK)[0]  # keep the usual soft limit
         if stack == resource.RLIM_INFINITY or stack > address_space:
             stack = address_space
@@ -191,34 +196,37 @@ def run_program(blob):
         os._exit(SETUP_FAILED)
     try:
         if test_code:
-            run_test_code(code, cpu_limit_s)
-        _run_tests(code, fn_name, inputs, start, cpu_limit_s)
+            run_test_code(code, timer)
+        _run_tests(code, fn_name, inputs, start, timer)
     except BaseException:  # the runner itself broke, e.g. the program closed its fds
         print_exception()
     os._exit(RUNNER_FAILED)
 
 
-def cpu_rlimit(cpu_limit_s, n_tests):
+def cpu_timer(cpu_limit_s, memory_bytes):
+    """Per-test CPU seconds: (user, user+system). The second is the backstop: twice the
+    limit, plus slack, plus the kernel time to fault in `memory_bytes` (FAULT_S_PER_MB)."""
+    return cpu_limit_s, (SYSTEM_FACTOR * cpu_limit_s + SYSTEM_SLACK_S
+                         + FAULT_S_PER_MB * memory_bytes / (1 << 20))
+
+
+def cpu_rlimit(timer, n_tests):
     """RLIMIT_CPU (whole seconds, user+system) for a child that runs n_tests tests."""
-    return int(backstop_s(cpu_limit_s) * n_tests) + 1
+    return int(timer[1] * n_tests) + 1
 
 
-def backstop_s(cpu_limit_s):
-    return SYSTEM_FACTOR * cpu_limit_s + SYSTEM_SLACK_S
+def arm_timers(timer):
+    """Per-test CPU limits (see cpu_timer). Both timers' signals keep their default action
+    (terminate), so they also fire inside a long C call."""
+    signal.setitimer(signal.ITIMER_VIRTUAL, timer[0])
+    signal.setitimer(signal.ITIMER_PROF, timer[1])
 
 
-def arm_timers(cpu_limit_s):
-    """Per-test CPU limits. Both timers' signals keep their default action (terminate), so
-    they also fire inside a long C call."""
-    signal.setitimer(signal.ITIMER_VIRTUAL, cpu_limit_s)
-    signal.setitimer(signal.ITIMER_PROF, backstop_s(cpu_limit_s))
-
-
-def disarm_timers(cpu_limit_s):
+def disarm_timers(timer):
     """Stop both timers; the CPU microseconds (user+system) used since arm_timers."""
     signal.setitimer(signal.ITIMER_VIRTUAL, 0)
     remaining = signal.setitimer(signal.ITIMER_PROF, 0)[0]
-    return int(max(0.0, backstop_s(cpu_limit_s) - remaining) * 1e6) if remaining else 0
+    return int(max(0.0, timer[1] - remaining) * 1e6) if remaining else 0
 
 
 def fresh_main():
@@ -263,7 +271,7 @@ class _Stdin(io.StringIO):
         return 0
 
 
-def _run_tests(code, fn_name, inputs, start, cpu_limit_s):
+def _run_tests(code, fn_name, inputs, start, timer):
     call_mode = fn_name is not None
     gc_above_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss + GC_ABOVE_KB
     dumps, loads = json.dumps, json.loads  # bound now: a program patching json cannot reach these
@@ -292,7 +300,7 @@ def _run_tests(code, fn_name, inputs, start, cpu_limit_s):
         sys.stdout = sys.__stdout__ = stdout
         namespace = fresh_main()
         status, returned = ST_OK, None
-        arm_timers(cpu_limit_s)
+        arm_timers(timer)
         try:
             try:
                 exec(code, namespace)
@@ -319,7 +327,7 @@ def _run_tests(code, fn_name, inputs, start, cpu_limit_s):
             too_big = isinstance(exc, OSError) and exc.errno == errno.EFBIG
             status = ST_OUTPUT if too_big else ST_EXCEPTION
             print_exception()
-        cpu_us = disarm_timers(cpu_limit_s)
+        cpu_us = disarm_timers(timer)
         if call_mode and status == ST_OK:
             if isinstance(returned, bytes):
                 write_all(OUT_FD, returned)

@@ -25,8 +25,8 @@ import time
 
 try:  # imported as part of the grader package
     from grader._runner import (DONE, ERR_FD, OUT_FD, REC_FD, RECORD, SECRET_FD, ST_EXITED,
-                                ST_OK, cpu_rlimit, descendants, prepare_children, read_exact,
-                                sweep, write_all, zygote)
+                                ST_OK, cpu_rlimit, cpu_timer, descendants, prepare_children,
+                                read_exact, sweep, write_all, zygote)
     from grader._testcode import TEST_FILE
 except ImportError:  # inside the sandbox, _runner.py's source was prepended to this one
     pass
@@ -208,7 +208,8 @@ class Supervisor:
                 os.ftruncate(REC_FD, start * RECORD.size)
             term_signal = os.WTERMSIG(status) if os.WIFSIGNALED(status) else 0
             exit_code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else 0
-            cpu_hard = cpu_rlimit(cpu_limit_s, n_tests - start)  # as set by the child
+            cpu_hard = cpu_rlimit(cpu_timer(cpu_limit_s, request["memory_bytes"]),
+                                  n_tests - start)  # as set by the child
             if term_signal == signal.SIGKILL and child_cpu_s >= cpu_hard - 0.05:
                 flags |= FLAG_CPU_RLIMIT
             # os._exit(0) during a test ends the child before it writes that test's record.

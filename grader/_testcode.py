@@ -45,7 +45,7 @@ _FRAME = struct.Struct("<I")
 _TIMER_SIGNALS = (signal.SIGVTALRM, signal.SIGPROF, signal.SIGXCPU)
 
 
-def run_test_code(code, cpu_limit_s):
+def run_test_code(code, timer):
     """The test process: fork the program process, run the test code, record. Never returns."""
     requests_r, requests_w = os.pipe()
     replies_r, replies_w = os.pipe()
@@ -53,7 +53,7 @@ def run_test_code(code, cpu_limit_s):
     if pid == 0:
         for fd in (requests_w, replies_r, REC_FD, OUT_FD, SECRET_FD):
             os.close(fd)
-        _serve_program(code, requests_r, replies_w, cpu_limit_s)
+        _serve_program(code, requests_r, replies_w, timer)
     os.close(requests_r)
     os.close(replies_w)
     os.dup2(ERR_FD, 1)  # what the test code prints goes to the stderr tail
@@ -63,7 +63,7 @@ def run_test_code(code, cpu_limit_s):
     nonce, test_code = secret[:NONCE_BYTES], marshal.loads(secret[NONCE_BYTES:])
     link = _Link(pid, requests_w, replies_r)
     status, line = ST_OK, 0
-    arm_timers(cpu_limit_s)
+    arm_timers(timer)
     try:
         try:
             link.expect_ready()
@@ -85,7 +85,7 @@ def run_test_code(code, cpu_limit_s):
         status = abort.status
     if status == ST_OK and link.failure is not None:  # the test code caught it (`except:`)
         status = link.failure.status
-    cpu_us = disarm_timers(cpu_limit_s)
+    cpu_us = disarm_timers(timer)
     write_all(OUT_FD, nonce if status == ST_OK else b"%d" % line)
     os.write(REC_FD, RECORD.pack(0, status, os.fstat(OUT_FD).st_size, cpu_us))
     os._exit(0)
@@ -231,7 +231,7 @@ def _frame(payload):
 
 
 # --------------------------------------------------------------------------- program process
-def _serve_program(code, requests_fd, replies_fd, cpu_limit_s):
+def _serve_program(code, requests_fd, replies_fd, timer):
     """The program process: run the program, then answer calls until EOF. Never returns."""
     me = os.getpid()
     stdin = os.memfd_create("stdin")  # an empty stdin; stdout and stderr go to stderr's memfd
@@ -239,7 +239,7 @@ def _serve_program(code, requests_fd, replies_fd, cpu_limit_s):
         if fd != target:
             os.dup2(fd, target)
     namespace = fresh_main()
-    arm_timers(cpu_limit_s)
+    arm_timers(timer)
     reply = _guarded(me, lambda: exec(code, namespace) or b"R")
     write_all(replies_fd, _frame(reply))
     while reply[:1] not in (b"X", b"M", b"O"):  # after these the program is done

@@ -14,6 +14,7 @@ import threading
 from collections.abc import Iterable, Sequence
 
 from . import batch
+from ._runner import FAULT_S_PER_MB
 from ._testcode import NONCE_BYTES
 from .judge import judge, output_cap
 from .sandbox import SandboxError, SandboxConfig, ServerProcess, find_bwrap, warn_fallback
@@ -145,9 +146,11 @@ class Grader:
 
         def prepare(i: int) -> tuple[bytes, float]:
             spec = specs[i]
-            # Wall-clock backstop per test, well above the CPU limit so that a loaded machine
-            # does not turn a pass into a timeout.
-            test_wall_s = self.config.wall_factor * spec.time_limit_s + self.config.wall_slack_s
+            # Wall-clock backstop per test, well above the CPU backstop (which allows the
+            # kernel time to fault in the memory cap) so that a loaded machine does not turn a
+            # pass, or a memory bomb, into a timeout.
+            test_wall_s = (self.config.wall_factor * spec.time_limit_s + self.config.wall_slack_s
+                           + FAULT_S_PER_MB * spec.memory_mb)
             request = marshal.dumps({
                 "source": pairs[i][0], "fn_name": spec.fn_name, "inputs": list(spec.inputs),
                 "cpu_limit_s": spec.time_limit_s, "memory_bytes": spec.memory_mb << 20,

@@ -29,9 +29,11 @@ Protected, with the mechanism:
   working directory; everything it leaves behind (processes, files in /tmp) is removed before
   the next program starts. Verdicts use CPU time (per-test timers, RLIMIT_CPU as a hard
   backstop), so load on the machine does not flip them. The per-test limit counts user time
-  (ITIMER_VIRTUAL); user+system time (ITIMER_PROF, RLIMIT_CPU) only a looser backstop, since
-  kernel time (page zeroing) grows with memory contention. The wall clock is only a backstop,
-  per test, at `wall_factor` x time_limit_s + `wall_slack_s`. Hash seed and `random` are fixed.
+  (ITIMER_VIRTUAL); user+system time (ITIMER_PROF, RLIMIT_CPU) only a looser backstop that
+  also allows faulting in the memory cap (`_runner.cpu_timer`), since kernel time (page
+  faults) grows with memory contention. The wall clock is only a backstop, per test, at
+  `wall_factor` x time_limit_s + `wall_slack_s` + the same memory allowance. Hash seed and
+  `random` are fixed.
 - The host. With bubblewrap: new pid, net, ipc, uts (and cgroup) namespaces; no network (a
   private loopback only); a filesystem of read-only binds of the interpreter and /usr/lib only
   (no /home, /root, /etc, working trees, host /tmp, not even /bin/sh); a private, size-capped
@@ -112,7 +114,8 @@ class SandboxConfig:
     min_output_bytes: int = 256 << 10
     """Output cap floor; the cap is max(this, 2 x expected output + 64 KiB)."""
     wall_factor: float = 3.0
-    """Wall-clock backstop per test = wall_factor x time_limit_s + wall_slack_s."""
+    """Wall-clock backstop per test = wall_factor x time_limit_s + wall_slack_s, plus the CPU
+    backstop's allowance for faulting in the memory cap (`_runner.FAULT_S_PER_MB` x memory_mb)."""
     wall_slack_s: float = 1.0
     """Added to the per-test wall-clock backstop."""
     tmp_bytes: int = 64 << 20
