@@ -23,7 +23,7 @@ from selfregress.conditions import controller_for
 from selfregress.controllers import ES, CampaignRecord
 from selfregress.distributed import SINGLE, Dist
 from selfregress.policy import Policy, build_prompt, load_policy
-from selfregress.records import read_campaign
+from selfregress.records import campaign_rl_tasks, read_campaign
 from selfregress.retention import folder_bytes
 from selfregress.sample_log import TRAIN_ARTIFACT, log_lines
 from selfregress.run_notes import campaign_note  # tune: run descriptions
@@ -32,7 +32,8 @@ from selfregress.step import StepTimes, evaluate_step, start_reference, step_see
 from selfregress.updates import make_update
 
 TRAIN, EVAL, FISHER = 0, 1, 2   # purposes, so that every random draw has its own seed
-ADAPTER = 4                     # fresh LoRA adapters' initial A (report_eval.REPORT is 3)
+ADAPTER = 4                     # fresh LoRA adapters' initial A (report_eval.REPORT is 3,
+                                # records.RL_DRAW 5)
 
 
 @dataclass(frozen=True)
@@ -145,6 +146,7 @@ def train_campaign(config: ChainConfig, policy, grader, index: int, plan: Plan, 
     """The step loop, the same on every process; ``log`` is None except on the main process."""
     controller = controller_for(config)
     times = StepTimes()
+    rl_tasks = campaign_rl_tasks(config, rl_tasks, index)     # this campaign's fixed task set
     fisher_batch = None
     if config.update == "ewc":
         rng = np.random.default_rng(step_seed(config.seed, index, 0, FISHER))

@@ -31,6 +31,9 @@ class ChainConfig:
     model: str = option("base", "start model: 'base' (registry), 'tiny'/'small' (shipped), a folder, a hub id or a models:/ URI")
     tasks: str = option("synthetic", "RL/eval task source: 'synthetic' (its rl and eval splits)")
     rl_tasks: int = option(256, "size of the fixed RL task set (the first N of the source's RL split)")
+    campaign_tasks: int = option(0, "RL tasks per campaign: 0 = the whole RL set in every campaign; N = each "
+                                 "campaign trains on its own N of the rl_tasks, drawn without replacement from "
+                                 "(seed, campaign), the same for every condition")
     campaigns: int = option(10, "campaigns in the chain")
     steps: int = option(20, "policy-gradient steps per campaign (the budget)")
     batch_size: int = option(16, "prompts per step")
@@ -103,6 +106,9 @@ class ChainConfig:
             raise UserError("'kl_beta' and 'ewc_lambda' must be >= 0")
         if self.es_slack < 0 or self.es_patience < 0 or self.es_min_delta < 0:
             raise UserError("'es_slack', 'es_patience' and 'es_min_delta' must be >= 0")
+        if not 0 <= self.campaign_tasks <= self.rl_tasks:
+            raise UserError(f"'campaign_tasks' must be in [0, rl_tasks={self.rl_tasks}] (0: the whole RL set "
+                            f"in every campaign), got {self.campaign_tasks}")
         if self.micro_batch < 0:
             raise UserError(f"'micro_batch' must be >= 0 (0: the whole batch at once), got {self.micro_batch}")
         if self.lora_rank < 0 or self.lora_alpha <= 0:
@@ -137,7 +143,7 @@ NOT_IN_CONFIG_HASH = ("resume", "workers", "retention")
 # Settings added after chains were recorded: hashed only away from their default, so that the
 # hash of every chain logged before them (and of a chain that leaves them alone) is unchanged.
 HASHED_WHEN_SET = {"lora_rank": 0, "lora_alpha": 16.0, "device": "auto", "dtype": "fp32", "micro_batch": 0,
-                   "grad_checkpointing": False}
+                   "grad_checkpointing": False, "campaign_tasks": 0}
 
 
 @functools.cache

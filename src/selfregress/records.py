@@ -63,6 +63,20 @@ def split_tasks(config: ChainConfig):
     return shuffled[config.eval_tasks:][:config.rl_tasks], shuffled[:config.eval_tasks]
 
 
+RL_DRAW = 5   # step_seed's purpose of a campaign's draw (campaign.TRAIN 0 ... campaign.ADAPTER 4)
+
+
+def campaign_rl_tasks(config: ChainConfig, rl_tasks: list, index: int) -> list:
+    """The RL tasks campaign ``index`` trains on: the whole set, or (``campaign_tasks`` N > 0) N of
+    them drawn without replacement from (seed, campaign), in the set's order. The draw does not
+    depend on the condition, so every condition's campaign c trains on the same tasks."""
+    if not config.campaign_tasks:
+        return list(rl_tasks)
+    parts = [config.seed, index, 0, RL_DRAW]          # as step.step_seed (torch-free here)
+    rng = np.random.default_rng(np.random.SeedSequence(parts).generate_state(1)[0])
+    return [rl_tasks[i] for i in sorted(rng.choice(len(rl_tasks), size=config.campaign_tasks, replace=False))]
+
+
 def chain_splits(config: ChainConfig) -> dict[str, list]:
     """context -> tasks of a chain's splits (datasets.CONTEXTS): rl, selection, report."""
     rl_tasks, selection = split_tasks(config)

@@ -4,8 +4,8 @@ The peak is the step of the highest *selection* pass@1 (the eval split's curve, 
 earliest on a tie); its checkpoint is then measured on the disjoint report split, so the
 cross-fit gap report(peak) - report(end) carries no max-of-noisy-evaluations bias. The same three
 checkpoints are also evaluated on the RL task set (``rlset/*``, its first ``report_tasks`` tasks,
-``report_samples`` each): how far the policy fits the tasks it trains on (issue #16's
-over-optimisation question).
+``report_samples`` each; under ``campaign_tasks`` the campaign's own draw): how far the policy
+fits the tasks it trains on (issue #16's over-optimisation question).
 
 Reads: the campaign's checkpoints (or the policy in memory for its end). Writes: ``report/*`` and
 ``rlset/*`` metrics on the (finished) campaign run, at its last step. A campaign whose metrics are
@@ -18,7 +18,7 @@ from __future__ import annotations
 from selfregress import metric_keys as K
 from selfregress.chain_config import ChainConfig
 from selfregress.controllers import CampaignRecord, peak_step
-from selfregress.records import read_campaign, report_split, split_tasks
+from selfregress.records import campaign_rl_tasks, read_campaign, report_split, split_tasks
 from selfregress.tracking import Run
 
 REPORT = 3   # the purpose in step_seed: (seed, campaign, step, purpose), beside TRAIN, EVAL, FISHER
@@ -41,18 +41,24 @@ class ReportEvaluator:
 
     A checkpoint already measured in this chain (campaign c's end is campaign c + 1's start under
     ``Last``, and its peak under ES's roll-forward) is measured once: the cache is keyed by the
-    checkpoint's LoggedModel id, and is filled from what earlier campaigns logged, so a resumed
+    checkpoint's LoggedModel id (and, for the RL set under ``campaign_tasks``, by the campaign,
+    whose draw it is measured on), and is filled from what earlier campaigns logged, so a resumed
     chain reuses exactly the numbers an uninterrupted one would have.
     """
 
     def __init__(self, config: ChainConfig, store, grader):
         self.config, self.store, self.grader = config, store, grader
-        rl_tasks, _ = split_tasks(config)
-        # The RL set measured the same way as the report split: as many tasks (its first ones: a
-        # step draws its prompts uniformly from the whole set) and as many samples per task.
-        self.rl_tasks = rl_tasks[:config.report_tasks]
+        self.rl_pool, _ = split_tasks(config)
         self.report_tasks = report_split(config)
-        self.cache: dict[str, dict[str, float]] = {}   # model id -> {pass_at_1, successes, trials} x 2
+        self.cache: dict[tuple, dict[str, float]] = {}   # (split, model id, RL draw) -> figures
+
+    def _key(self, split: str, model_id: str, index: int) -> tuple:
+        return split, model_id, index if split == "rlset" and self.config.campaign_tasks else -1
+
+    def rl_tasks(self, index: int) -> list:
+        """The RL set measured the same way as the report split: as many tasks (its first ones: a
+        step draws its prompts uniformly from the whole set) and as many samples per task."""
+        return campaign_rl_tasks(self.config, self.rl_pool, index)[:self.config.report_tasks]
 
     def remember(self, record: CampaignRecord) -> None:
         """Fill the cache from a campaign's logged report metrics."""
@@ -60,8 +66,11 @@ class ReportEvaluator:
             return
         for point, step in report_steps(record, self.config.es_min_delta).items():
             if step in record.checkpoints:
-                self.cache[record.checkpoints[step]] = {
-                    key: record.metrics[keys[point]] for key, keys in _KEYS.items() if keys[point] in record.metrics}
+                for split, names_of in _KEYS.items():
+                    figures = {key: record.metrics[names[point]] for key, names in names_of.items()
+                               if names[point] in record.metrics}
+                    if figures:
+                        self.cache[self._key(split, record.checkpoints[step], record.index)] = figures
 
     def campaign(self, record: CampaignRecord, in_memory: dict | None = None) -> CampaignRecord:
         """Log the campaign's report and RL-set figures unless it has them; return it read back.
@@ -80,34 +89,38 @@ class ReportEvaluator:
             model_id = record.checkpoints.get(step)
             if model_id is None:
                 continue
-            if model_id not in self.cache:
+            keys = {split: self._key(split, model_id, record.index) for split in _KEYS}
+            missing = [split for split in _KEYS if keys[split] not in self.cache]
+            if missing:
                 policy = (in_memory or {}).get(step)
                 if policy is None:
                     policy = load_policy(f"models:/{model_id}", **self.config.policy_options())
-                self.cache[model_id] = self.measure(policy, record.index, step)
-            metrics.update({keys[point]: self.cache[model_id][key] for key, keys in _KEYS.items()})
+                for split in missing:
+                    self.cache[keys[split]] = self.measure(policy, record.index, step, split)
+            for split, figures in _KEYS.items():
+                metrics.update({names[point]: self.cache[keys[split]][key] for key, names in figures.items()})
         metrics[K.REPORT_PEAK_STEP] = float(steps["peak"])
         Run(self.store, record.run_id).log_metrics(metrics, step=record.last_step)
         return read_campaign(self.store, self.store.get_run(record.run_id))
 
-    def measure(self, policy, campaign: int, step: int) -> dict[str, float]:
-        """pass@1 with counts on the report split and on the RL set, sampled as the chain samples."""
+    def measure(self, policy, campaign: int, step: int, split: str) -> dict[str, float]:
+        """pass@1 with counts on the report split or on the campaign's RL set (``split``: report |
+        rlset), sampled as the chain samples. The seed depends on (campaign, step) only, so the two
+        splits' figures do not depend on which was measured first, or in which campaign's call."""
         from selfregress.evaluation import evaluate
         from selfregress.step import step_seed
 
         c = self.config
-        options = dict(samples=c.report_samples, temperature=c.temperature, top_p=c.top_p,
-                       max_new_tokens=c.max_new_tokens, seed=step_seed(c.seed, campaign, step, REPORT))
-        report = evaluate(policy, self.report_tasks, self.grader, **options)
-        rlset = evaluate(policy, self.rl_tasks, self.grader, **options)
-        return {"report_pass": report.pass_at_1, "report_successes": float(report.successes.sum()),
-                "report_trials": float(report.trials), "rlset_pass": rlset.pass_at_1,
-                "rlset_successes": float(rlset.successes.sum()), "rlset_trials": float(rlset.trials)}
+        tasks = self.report_tasks if split == "report" else self.rl_tasks(campaign)
+        result = evaluate(policy, tasks, self.grader, samples=c.report_samples, temperature=c.temperature,
+                          top_p=c.top_p, max_new_tokens=c.max_new_tokens,
+                          seed=step_seed(c.seed, campaign, step, REPORT))
+        return {"pass": result.pass_at_1, "successes": float(result.successes.sum()),
+                "trials": float(result.trials)}
 
 
-_KEYS = {"report_pass": K.REPORT_PASS_AT_1, "report_successes": K.REPORT_SUCCESSES,
-         "report_trials": K.REPORT_TRIALS, "rlset_pass": K.RLSET_PASS_AT_1,
-         "rlset_successes": K.RLSET_SUCCESSES, "rlset_trials": K.RLSET_TRIALS}
+_KEYS = {"report": {"pass": K.REPORT_PASS_AT_1, "successes": K.REPORT_SUCCESSES, "trials": K.REPORT_TRIALS},
+         "rlset": {"pass": K.RLSET_PASS_AT_1, "successes": K.RLSET_SUCCESSES, "trials": K.RLSET_TRIALS}}
 
 
 def fill_missing(store, chain_id: str, config: ChainConfig, grader) -> list[CampaignRecord]:
