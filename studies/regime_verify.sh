@@ -15,6 +15,7 @@ cd "$(dirname "$0")/.."
 PARAMS=$(realpath "$1")
 CAMPAIGNS=${2:-5}
 CONDITIONS=${CONDITIONS:-naive}     # the regime-dependence runs: CONDITIONS=naive,grpo,es,care
+SEEDS=${SEEDS:-0,1,2,3,4}            # fewer for a probe: SEEDS=0,1,2
 SNAPSHOT=${SNAPSHOT:-$(git rev-parse --short HEAD)}
 VERIFY=${VERIFY:-/work/verify16}
 mkdir -p "$VERIFY"
@@ -24,6 +25,6 @@ export PYTHONPATH="$VERIFY/code/src:$VERIFY/code"
 export MLFLOW_TRACKING_URI="sqlite:///$VERIFY/mlflow.db" MLFLOW_DISABLE_TELEMETRY=true OMP_NUM_THREADS=1
 PY="$PWD/.venv/bin/python"
 cd "$VERIFY/code"
-"$PY" -m selfregress sweep --conditions "$CONDITIONS" --seeds 0,1,2,3,4 --workers 2 --campaigns "$CAMPAIGNS" \
+"$PY" -m selfregress sweep --conditions "$CONDITIONS" --seeds "$SEEDS" --workers 2 --campaigns "$CAMPAIGNS" \
   --params_file "$PARAMS" --checkpoints peaks 2>&1 | tee -a "$VERIFY/sweep.log"
 "$PY" -m selfregress report --out "$VERIFY/report" 2>&1 | tee -a "$VERIFY/report.log"
