@@ -16,6 +16,7 @@
 # It imports the model into $PILOT's store once, then runs the four chains as one sweep from a code
 # snapshot as a git worktree, then `report`. Sweeps resume: run it again (same SNAPSHOT) to finish
 # what was cut off; pack it with studies/archive.py.
+# SEEDS=1 runs only seed 1 (session 15 finished seed 0: sweep 0e5ad8c3a5, README "The pilot").
 # SMOKE=1 runs one step of one campaign at toy sizes (a few minutes): a check that the path works.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -44,7 +45,7 @@ else
   # at each campaign's start, peak and end; 256 new tokens.
   SIZE=(--tasks humaneval --campaigns "${CAMPAIGNS:-2}" --steps "${STEPS:-3}" --batch_size 8 --group_size 4
         --eval_tasks 16 --eval_samples 1 --report_tasks 32 --report_samples 1 --max_new_tokens 256
-        --seeds 0,1 --conditions naive,es --workers "${WORKERS:-2}")
+        --seeds "${SEEDS:-0,1}" --conditions naive,es --workers "${WORKERS:-2}")
 fi
 # LoRA, retention and micro-batches are main parameters the sweep takes through its params file.
 # (Session 13's first design is this script as of commit ed026b2, run with SNAPSHOT=e847e9f.)
