@@ -72,6 +72,9 @@ def campaign_rl_tasks(config: ChainConfig, rl_tasks: list, index: int) -> list:
     depend on the condition, so every condition's campaign c trains on the same tasks."""
     if not config.campaign_tasks:
         return list(rl_tasks)
+    if config.campaign_tasks > len(rl_tasks):         # the source holds fewer than rl_tasks
+        raise UserError(f"campaign_tasks={config.campaign_tasks} but the task source {config.tasks} leaves only "
+                        f"{len(rl_tasks)} RL tasks: lower campaign_tasks")
     parts = [config.seed, index, 0, RL_DRAW]          # as step.step_seed (torch-free here)
     rng = np.random.default_rng(np.random.SeedSequence(parts).generate_state(1)[0])
     return [rl_tasks[i] for i in sorted(rng.choice(len(rl_tasks), size=config.campaign_tasks, replace=False))]

@@ -48,6 +48,9 @@ def test_it_is_hashed_only_when_set_and_bounded_by_the_rl_set():
     assert config_hash(base) != config_hash(parse(ChainConfig, {"campaign_tasks": 16}))
     with pytest.raises(UserError, match="campaign_tasks"):
         parse(ChainConfig, {"rl_tasks": 8, "campaign_tasks": 9}).validate()
+    few = parse(ChainConfig, {"rl_tasks": 8, "campaign_tasks": 4})     # a source that holds only 3
+    with pytest.raises(UserError, match="leaves only 3 RL tasks"):
+        campaign_rl_tasks(few, split_tasks(few)[0][:3], 0)
 
 
 def test_each_campaign_trains_and_is_measured_on_its_own_draw(mlflow_store, tiny_base):
